@@ -1,0 +1,114 @@
+// Session: one sequence on one llama.cpp context — prefill, decode, sample, rewind, append control text.
+// Taps subscribe to it and see every K/V row (and hidden state) as the forward pass writes it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvlens/model.h"
+#include "kvlens/tap.h"
+
+struct llama_context;
+
+namespace kvlens {
+
+struct SessionParams {
+    int n_ctx = 0;          // -c; 0 = min(model's training context, 4096)
+    int n_batch = 512;      // -b
+    int n_ubatch = 512;     // -ub
+    int n_threads = 0;      // -t; 0 = hardware threads
+    std::string flash_attn = "auto";  // -fa on|off|auto
+    std::string cache_type_k = "f16"; // -ctk f32|f16|q8_0|q4_0|...
+    std::string cache_type_v = "f16"; // -ctv
+};
+
+struct SamplingParams {
+    float temp = 0.0f;      // <= 0: greedy
+    int top_k = 40;
+    float top_p = 0.95f;
+    uint32_t seed = 0xFFFFFFFF;  // LLAMA_DEFAULT_SEED: random
+};
+
+// Per generated token: the chosen id, its text, its position and the distribution it was drawn from.
+struct TokenEvent {
+    Token id;
+    std::string piece;
+    int pos;               // position of this token in the sequence
+    const float * logits;  // n_vocab raw logits that produced it
+    int n_vocab;
+    // softmax statistics of `logits` (computed once, temperature 1)
+    float logprob;    // log p(id)
+    float maxprob;    // max_j p(j)
+    float entropy;    // -sum p log2 p (bits)
+};
+
+struct GenerateResult {
+    std::vector<Token> tokens;
+    std::string text;
+    bool hit_eog = false;    // stopped on an end-of-generation token (included in tokens)
+    bool hit_cap = false;    // stopped at max_tokens
+    double seconds = 0;
+};
+
+// Return false to stop generation after this token.
+using TokenCallback = std::function<bool(const TokenEvent &)>;
+
+class Session {
+public:
+    Session(std::shared_ptr<Model> model, const SessionParams & params = {});
+    ~Session();
+    Session(const Session &) = delete;
+    Session & operator=(const Session &) = delete;
+
+    // Taps: subscribe before evaluating. The spec's layers are validated against the model.
+    void set_tap(const TapSpec & spec);
+    const TapSpec & tap() const { return tap_; }
+    void subscribe(TapConsumer * c);     // not owned
+    void unsubscribe(TapConsumer * c);
+
+    void set_sampling(const SamplingParams & sp);
+
+    // Append tokens to the sequence and evaluate them (in n_batch chunks). all_logits keeps logits for
+    // every appended token (else only the last). Throws if the context would overflow or tokens are invalid.
+    void eval(const std::vector<Token> & tokens, bool all_logits = false);
+    // Tokenize text (special tokens parsed) and eval it: e.g. control text like "</think>\n\n".
+    void append_text(const std::string & text);
+    // Sample the next token from the last logits with the sampler chain (does not eval it).
+    Token sample();
+    // Generate up to max_tokens: sample, report, eval, until an end-of-generation token or the cap.
+    GenerateResult generate(int max_tokens, const TokenCallback & cb = nullptr);
+    // Cut the sequence back to its first `pos` tokens (llama_memory_seq_rm) and tell the taps.
+    void rewind(int pos);
+    void clear() { rewind(0); }
+
+    int n_past() const { return (int) tokens_.size(); }
+    int n_ctx() const;
+    const std::vector<Token> & tokens() const { return tokens_; }
+    // Logits of the i-th token of the last eval call (-1: last). Valid until the next eval.
+    const float * logits(int i = -1) const;
+    // Raw serialized KV state of the sequence (llama_state_seq_get_data), for verification.
+    std::vector<uint8_t> state_data() const;
+
+    Model & model() const { return *model_; }
+    llama_context * raw() const { return ctx_; }
+
+    struct Impl;  // eval-callback state (engine-internal)
+
+private:
+    std::shared_ptr<Model> model_;
+    llama_context * ctx_ = nullptr;
+    std::unique_ptr<Impl> impl_;
+    TapSpec tap_;
+    std::vector<Token> tokens_;
+    int last_n_eval_ = 0;
+};
+
+// Softmax statistics of one logits row (numerically stable).
+struct SoftmaxStats {
+    float maxprob, entropy_bits, logprob_of;
+};
+SoftmaxStats softmax_stats(const float * logits, int n_vocab, Token of);
+
+}  // namespace kvlens
