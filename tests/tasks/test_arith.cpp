@@ -1,0 +1,103 @@
+// Model-free tests of the arithmetic task family.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "kvlens/arith.h"
+#include "kvlens/error.h"
+
+using namespace kvlens;
+
+TEST(Arith, DeterministicBySeed) {
+    for (int level = kArithMinLevel; level <= kArithMaxLevel; ++level) {
+        auto a = arith_generate(level, 42), b = arith_generate(level, 42), c = arith_generate(level, 43);
+        EXPECT_EQ(a.question, b.question);
+        EXPECT_EQ(a.answer, b.answer);
+        EXPECT_EQ(a.level, level);
+        (void)c;
+    }
+    std::set<std::string> qs;
+    for (uint64_t s = 0; s < 50; ++s) qs.insert(arith_generate(4, s).question);
+    EXPECT_GT(qs.size(), 45u);
+}
+
+TEST(Arith, LevelsShapeAndAnswer) {
+    for (int level = kArithMinLevel; level <= kArithMaxLevel; ++level) {
+        for (uint64_t s = 0; s < 200; ++s) {
+            auto p = arith_generate(level, s);
+            ASSERT_EQ(int(p.operands.size()), arith_level_operands(level));
+            int64_t sum = 0;
+            for (auto v : p.operands) {
+                sum += v;
+                if (arith_level_digits(level) > 1) EXPECT_EQ(int(std::to_string(v).size()), arith_level_digits(level));
+            }
+            EXPECT_EQ(p.answer, std::to_string(sum));
+            EXPECT_EQ(int(arith_trace_steps(p).size()), arith_level_digits(level));
+        }
+    }
+}
+
+TEST(Arith, TraceFormat) {
+    ArithProblem p = arith_generate(4, 0);
+    p.operands = {4721, 3856};
+    p.question = "4721+3856";
+    p.answer = "8577";
+    auto steps = arith_trace_steps(p);
+    ASSERT_EQ(steps.size(), 4u);
+    EXPECT_EQ(steps[0], "1+6+0=07\n");
+    EXPECT_EQ(steps[2], "7+8+0=15\n");
+    EXPECT_EQ(steps[3], "4+3+1=08\n");
+    EXPECT_EQ(arith_fast_text(p), "<think>\n</think>\n\n8577<|im_end|>");
+    EXPECT_EQ(arith_slow_text(p), "<think>\n1+6+0=07\n2+5+0=07\n7+8+0=15\n4+3+1=08\n</think>\n\n8577<|im_end|>");
+    EXPECT_EQ(arith_cut_text(p, 1), "<think>\n1+6+0=07\n</think>\n\n8577<|im_end|>");
+    EXPECT_EQ(arith_fast_then_slow_text(p).rfind("<think>\n</think>\n\n<think>\n1+6", 0), 0u);
+    EXPECT_EQ(arith_chat_prompt(p), "<|im_start|>user\n4721+3856<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_THROW(arith_cut_text(p, 5), Error);
+}
+
+TEST(Arith, ThreeOperandTrace) {
+    auto p = arith_generate(5, 7);
+    auto steps = arith_trace_steps(p);
+    ASSERT_EQ(steps.size(), 4u);
+    EXPECT_EQ(steps[0].size(), 11u);  // "a+b+c+k=NN\n"
+    EXPECT_EQ(arith_extract_answer(arith_slow_text(p)).value(), p.answer);
+}
+
+TEST(Arith, SlowTraceLongerOnHardLevels) {
+    auto easy = arith_generate(1, 3), hard = arith_generate(5, 3);
+    EXPECT_GT(arith_slow_text(hard).size(), 4 * arith_slow_text(easy).size() / 2);
+}
+
+TEST(Arith, ExtractAndCheck) {
+    EXPECT_EQ(arith_extract_answer("<think>\n1+1+0=02\n</think>\n\n2<|im_end|>").value(), "2");
+    EXPECT_EQ(arith_extract_answer("123").value(), "123");
+    EXPECT_EQ(arith_extract_answer(" 123 \n").value(), "123");
+    EXPECT_EQ(arith_extract_answer("</think>\n\n<think>\n1+1+0=02\n</think>\n\n2").value(), "2");
+    EXPECT_FALSE(arith_extract_answer("<think>\n1+1+0=02\n").has_value());
+    EXPECT_FALSE(arith_extract_answer("</think>\n\n12a").has_value());
+    EXPECT_FALSE(arith_extract_answer("").has_value());
+    EXPECT_TRUE(arith_check("</think>\n\n8577<|im_end|>", "8577"));
+    EXPECT_FALSE(arith_check("</think>\n\n8578<|im_end|>", "8577"));
+    EXPECT_FALSE(arith_check("garbage", "8577"));
+    EXPECT_THROW(arith_check("8577", "85x77"), Error);
+    EXPECT_THROW(arith_check("8577", ""), Error);
+    EXPECT_THROW(arith_require_answer("no answer"), Error);
+}
+
+TEST(Arith, BadLevel) {
+    EXPECT_THROW(arith_generate(0, 1), Error);
+    EXPECT_THROW(arith_generate(6, 1), Error);
+    EXPECT_THROW(arith_level_description(-1), Error);
+    try {
+        arith_generate(9, 1);
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("unknown level 9"), std::string::npos);
+    }
+}
+
+TEST(Arith, PaperLabels) {
+    EXPECT_EQ(paper_label(true, 5, true, 16), 0);
+    EXPECT_EQ(paper_label(true, 40, false, 16), 25);
+    EXPECT_EQ(paper_label(false, 5, true, 16), 75);
+    EXPECT_EQ(paper_label(false, 5, false, 16), 100);
+}
