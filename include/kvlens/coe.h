@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kvlens/pooling.h"  // KvPart (and parse_kv_part / to_string)
 #include "kvlens/tap.h"
 
 namespace kvlens {
@@ -76,10 +77,6 @@ private:
     std::vector<std::vector<double>> sum_;
     std::vector<long> count_;
 };
-
-enum class KvPart { K, V, KV };
-KvPart parse_kv_part(const std::string & s);  // "k" | "v" | "kv" (else kvlens::Error)
-const char * kv_part_name(KvPart p);
 
 struct KvCoeOptions {
     std::vector<int> layers;           // KV layers in the chains, ascending (others are ignored); empty: no KV chains

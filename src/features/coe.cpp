@@ -160,19 +160,4 @@ std::optional<CoeScores> CoeLayerChain::result() const {
     return steps.scores(dist(x[L - 1].data(), x[0].data(), dim_), angle(x[L - 1].data(), x[0].data(), dim_));
 }
 
-KvPart parse_kv_part(const std::string & s) {
-    if (s == "k" || s == "K") return KvPart::K;
-    if (s == "v" || s == "V") return KvPart::V;
-    if (s == "kv" || s == "KV") return KvPart::KV;
-    throw Error("unknown kv part '" + s + "' (expected k, v or kv)");
-}
-
-const char * kv_part_name(KvPart p) {
-    switch (p) {
-        case KvPart::K: return "k";
-        case KvPart::V: return "v";
-        default: return "kv";
-    }
-}
-
 }  // namespace kvlens

@@ -359,7 +359,4 @@ TEST(KvCoeConsumer, BadOptionsAndRowsThrow) {
     KvCoeConsumer c(o);
     feed_kv(c, 0, 0, 4);
     EXPECT_THROW(feed_kv(c, 1, 0, 5), Error);
-    EXPECT_EQ(parse_kv_part("k"), KvPart::K);
-    EXPECT_EQ(parse_kv_part("kv"), KvPart::KV);
-    EXPECT_THROW(parse_kv_part("q"), Error);
 }
