@@ -19,6 +19,7 @@
 // the first or the last full row, and applies head and layer aggregation once at the end.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,14 @@ struct PoolConfig {
     // Set one knob from its CLI spelling: knob in {kv-part, pos, heads, layers, layer-agg, normalize, source}.
     // Unknown knob or value: kvlens::Error naming the accepted values.
     void set(const std::string & knob, const std::string & value);
+    // The knobs' CLI names (without "--") and help, for commands that expose them as options.
+    struct Knob {
+        const char * name;
+        const char * help;
+    };
+    static const std::vector<Knob> & knobs();
+    // A preset, then every non-empty value in `values` (knob name -> CLI spelling) applied with set().
+    static PoolConfig from_knobs(const std::string & preset, const std::map<std::string, std::string> & values);
     // One line, e.g. "source=kv kv_part=kv pos=mean heads=mean layers=last:4 layer_agg=mean norm=l2".
     std::string describe() const;
 };

@@ -97,6 +97,26 @@ void PoolConfig::set(const std::string & knob, const std::string & value) {
     }
 }
 
+const std::vector<PoolConfig::Knob> & PoolConfig::knobs() {
+    static const std::vector<Knob> k = {
+        {"kv-part", "k | v | kv (K and V concatenated inside each layer)"},
+        {"pos", "token aggregation: mean | sum | last | first"},
+        {"heads", "kv-head aggregation: mean | flatten"},
+        {"layers", "layers: last:N | i,j,k | a-b | all"},
+        {"layer-agg", "layer aggregation: mean | sum | last | flatten"},
+        {"normalize", "l2 | none"},
+        {"source", "kv | hidden (same pooling over hidden states) | random (seeded Gaussian, KV dimension)"}};
+    return k;
+}
+
+PoolConfig PoolConfig::from_knobs(const std::string & preset_name, const std::map<std::string, std::string> & values) {
+    PoolConfig c = preset(preset_name);
+    for (auto & [k, v] : values) {
+        if (!v.empty()) c.set(k, v);
+    }
+    return c;
+}
+
 std::string PoolConfig::describe() const {
     std::ostringstream o;
     o << "source=" << to_string(source) << " kv_part=" << to_string(kv_part) << " pos=" << to_string(pos_agg)

@@ -187,6 +187,11 @@ TEST(Pooling, ParseKnobsAndErrors) {
     EXPECT_THROW(c.set("layers", ""), Error);
     EXPECT_THROW(c.set("colour", "red"), Error);
     EXPECT_THROW(PoolConfig::preset("nope"), Error);
+    PoolConfig f = PoolConfig::from_knobs("paper", {{"pos", "last"}, {"heads", ""}});  // empty: keep the preset
+    EXPECT_EQ(f.pos_agg, PosAgg::Last);
+    EXPECT_EQ(f.head_agg, HeadAgg::Mean);
+    EXPECT_THROW(PoolConfig::from_knobs("paper", {{"pos", "mode"}}), Error);
+    EXPECT_EQ(PoolConfig::knobs().size(), 7u);
     try {
         parse_pos_agg("median");
     } catch (const Error & e) {
