@@ -11,6 +11,8 @@
 #include "kvlens/tap.h"
 
 struct llama_context;
+struct llama_sampler;
+struct llama_token_data;
 
 namespace kvlens {
 
@@ -103,6 +105,10 @@ private:
     TapSpec tap_;
     std::vector<Token> tokens_;
     int last_n_eval_ = 0;
+    bool has_all_logits_ = false;
+    std::vector<float> all_logits_;
+    struct llama_sampler * sampler_ = nullptr;
+    std::vector<struct llama_token_data> cand_;
 };
 
 // Softmax statistics of one logits row (numerically stable).

@@ -1,0 +1,330 @@
+// Session: one sequence on one llama.cpp context, with the KV tap installed as the eval callback.
+#include "kvlens/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "ggml.h"
+#include "kvlens/error.h"
+#include "llama.h"
+#include "tap_callback.h"
+
+namespace kvlens {
+
+using engine::TapKind;
+
+// Rows arrive per graph tensor (one ubatch of one layer). K and V of a layer come as two tensors in
+// either order: rows wait in `pend` until their partner arrives, then go to every consumer once.
+struct Session::Impl {
+    const ModelFacts * facts = nullptr;
+    engine::TapFilter filter;
+    std::vector<TapConsumer *> consumers;
+    bool active = false;  // only during our own llama_decode calls
+    int row = 0;
+    struct Pending {
+        int pos = 0;
+        std::vector<float> rows;
+        int n() const { return (int) rows.size(); }
+    };
+    std::vector<Pending> pend_k, pend_v;
+    std::vector<int> cur_k, cur_v, cur_h;  // next position per layer and kind
+    int cur_e = 0;
+    std::vector<uint8_t> scratch;
+    std::vector<float> buf;
+
+    void begin_decode(int p0) {
+        std::fill(cur_k.begin(), cur_k.end(), p0);
+        std::fill(cur_v.begin(), cur_v.end(), p0);
+        std::fill(cur_h.begin(), cur_h.end(), p0);
+        cur_e = p0;
+        for (auto & p : pend_k) p.rows.clear();
+        for (auto & p : pend_v) p.rows.clear();
+        active = true;
+    }
+
+    void flush_kv(int layer) {
+        Pending & pk = pend_k[layer];
+        Pending & pv = pend_v[layer];
+        int nk = pk.n() / row, nv = pv.n() / row;
+        int n = std::min(nk, nv);
+        if (n == 0) return;
+        for (int i = 0; i < n; ++i)
+            for (TapConsumer * c : consumers)
+                c->on_kv(layer, pk.pos + i, pk.rows.data() + (size_t) i * row, pv.rows.data() + (size_t) i * row, row);
+        pk.rows.erase(pk.rows.begin(), pk.rows.begin() + (size_t) n * row);
+        pv.rows.erase(pv.rows.begin(), pv.rows.begin() + (size_t) n * row);
+        pk.pos += n;
+        pv.pos += n;
+    }
+
+    void on_tensor(const ggml_tensor * t, TapKind kind, int layer) {
+        const ggml_tensor * d = engine::data_tensor(t, kind);
+        if (!d) return;
+        const int width = (kind == TapKind::K || kind == TapKind::V) ? row : facts->n_embd;
+        int n = engine::read_rows_f32(d, width, scratch, buf);
+        if (n == 0) return;
+        if (kind == TapKind::K || kind == TapKind::V) {
+            Pending & p = kind == TapKind::K ? pend_k[layer] : pend_v[layer];
+            int & cur = kind == TapKind::K ? cur_k[layer] : cur_v[layer];
+            if (p.rows.empty()) p.pos = cur;
+            p.rows.insert(p.rows.end(), buf.begin(), buf.begin() + (size_t) n * row);
+            cur += n;
+            flush_kv(layer);
+        } else {
+            int & cur = kind == TapKind::EmbdInput ? cur_e : cur_h[layer];
+            for (int i = 0; i < n; ++i)
+                for (TapConsumer * c : consumers) c->on_hidden(layer, cur + i, buf.data() + (size_t) i * width, width);
+            cur += n;
+        }
+    }
+
+    static bool callback(ggml_tensor * t, bool ask, void * ud) {
+        auto * self = static_cast<Impl *>(ud);
+        if (!self->active) return ask ? false : true;
+        TapKind kind;
+        int layer;
+        if (!self->filter.match(t, kind, layer)) return ask ? false : true;
+        if (ask) return true;
+        self->on_tensor(t, kind, layer);
+        return true;
+    }
+};
+
+namespace {
+ggml_type parse_cache_type(const std::string & s) {
+    static const std::pair<const char *, ggml_type> types[] = {
+        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16}, {"q8_0", GGML_TYPE_Q8_0},
+        {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1}, {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
+        {"iq4_nl", GGML_TYPE_IQ4_NL}};
+    for (auto & [n, t] : types) if (s == n) return t;
+    throw Error("unknown cache type '" + s + "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
+}
+}  // namespace
+
+Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_(std::move(model)), impl_(new Impl) {
+    const ModelFacts & f = model_->facts();
+    impl_->facts = &f;
+    impl_->row = f.kv_row();
+    impl_->pend_k.resize(f.n_layer);
+    impl_->pend_v.resize(f.n_layer);
+    impl_->cur_k.resize(f.n_layer);
+    impl_->cur_v.resize(f.n_layer);
+    impl_->cur_h.resize(f.n_layer);
+    impl_->filter.build(tap_, f.n_layer);
+
+    llama_context_params cp = llama_context_default_params();
+    int n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min(f.n_ctx_train > 0 ? f.n_ctx_train : 4096, 4096);
+    if (p.n_ctx < 0) throw Error("context size must be positive (-c)");
+    if (p.n_batch <= 0 || p.n_ubatch <= 0) throw Error("batch sizes must be positive (-b, -ub)");
+    cp.n_ctx = n_ctx;
+    cp.n_batch = std::min(p.n_batch, n_ctx);
+    cp.n_ubatch = std::min(p.n_ubatch, (int) cp.n_batch);
+    int nt = p.n_threads > 0 ? p.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
+    cp.n_threads = cp.n_threads_batch = nt;
+    if (p.flash_attn == "on") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    else if (p.flash_attn == "off") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    else if (p.flash_attn == "auto") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    else throw Error("unknown flash-attention mode '" + p.flash_attn + "' (on, off, auto)");
+    cp.type_k = parse_cache_type(p.cache_type_k);
+    cp.type_v = parse_cache_type(p.cache_type_v);
+    if (ggml_is_quantized(cp.type_v) && cp.flash_attn_type == LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        throw Error("a quantized V cache (-ctv " + p.cache_type_v + ") needs flash attention (-fa on)");
+    for (ggml_type t : {cp.type_k, cp.type_v})
+        if (ggml_is_quantized(t) && f.head_dim_k % ggml_blck_size(t) != 0)
+            throw Error("cache type block size does not divide the head width " + std::to_string(f.head_dim_k));
+    cp.cb_eval = &Impl::callback;
+    cp.cb_eval_user_data = impl_.get();
+    cp.no_perf = true;
+    ctx_ = llama_init_from_model(model_->raw(), cp);
+    if (!ctx_) throw Error("llama.cpp could not create a context of " + std::to_string(n_ctx) + " tokens");
+}
+
+Session::~Session() {
+    if (ctx_) llama_free(ctx_);
+    if (sampler_) llama_sampler_free(sampler_);
+}
+
+void Session::set_tap(const TapSpec & spec) {
+    const ModelFacts & f = model_->facts();
+    std::vector<int> seen;
+    for (int l : spec.layers) {
+        if (l < 0 || l >= f.n_layer)
+            throw Error("layer " + std::to_string(l) + " out of range: the model has layers 0.." + std::to_string(f.n_layer - 1));
+        if (std::find(seen.begin(), seen.end(), l) != seen.end())
+            throw Error("layer " + std::to_string(l) + " is listed twice");
+        seen.push_back(l);
+    }
+    if (spec.kv && f.head_dim_k != f.head_dim_v)
+        throw Error("K and V head widths differ (" + std::to_string(f.head_dim_k) + " vs " +
+                    std::to_string(f.head_dim_v) + "): not supported by the KV tap");
+    tap_ = spec;
+    std::sort(tap_.layers.begin(), tap_.layers.end());
+    impl_->filter.build(tap_, f.n_layer);
+}
+
+void Session::subscribe(TapConsumer * c) {
+    if (std::find(impl_->consumers.begin(), impl_->consumers.end(), c) == impl_->consumers.end())
+        impl_->consumers.push_back(c);
+}
+
+void Session::unsubscribe(TapConsumer * c) {
+    auto & v = impl_->consumers;
+    v.erase(std::remove(v.begin(), v.end(), c), v.end());
+}
+
+void Session::set_sampling(const SamplingParams & sp) {
+    if (sp.top_k < 0) throw Error("--top-k must be >= 0");
+    if (sp.top_p <= 0 || sp.top_p > 1) throw Error("--top-p must be in (0, 1]");
+    if (sampler_) llama_sampler_free(sampler_);
+    sampler_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (sp.temp <= 0) {
+        llama_sampler_chain_add(sampler_, llama_sampler_init_greedy());
+    } else {
+        if (sp.top_k > 0) llama_sampler_chain_add(sampler_, llama_sampler_init_top_k(sp.top_k));
+        llama_sampler_chain_add(sampler_, llama_sampler_init_top_p(sp.top_p, 1));
+        llama_sampler_chain_add(sampler_, llama_sampler_init_temp(sp.temp));
+        llama_sampler_chain_add(sampler_, llama_sampler_init_dist(sp.seed));
+    }
+}
+
+int Session::n_ctx() const { return (int) llama_n_ctx(ctx_); }
+
+void Session::eval(const std::vector<Token> & toks, bool all_logits) {
+    if (toks.empty()) return;
+    const int n_vocab = model_->facts().n_vocab;
+    for (Token t : toks)
+        if (t < 0 || t >= n_vocab) throw Error("token id " + std::to_string(t) + " outside the vocabulary");
+    if (n_past() + (int) toks.size() > n_ctx())
+        throw Error("sequence of " + std::to_string(n_past() + toks.size()) + " tokens does not fit the context of " +
+                    std::to_string(n_ctx()) + " (-c)");
+    // the last layer's output is pruned to the output rows: capturing it needs every row as output
+    if (tap_.hidden && !tap_.layers.empty() && tap_.layers.back() == model_->facts().n_layer - 1) all_logits = true;
+    const int n_batch = (int) llama_n_batch(ctx_);
+    all_logits_.clear();
+    for (size_t i0 = 0; i0 < toks.size(); i0 += n_batch) {
+        int n = (int) std::min<size_t>(n_batch, toks.size() - i0);
+        llama_batch b = llama_batch_init(n, 0, 1);
+        for (int i = 0; i < n; ++i) {
+            b.token[i] = toks[i0 + i];
+            b.pos[i] = n_past() + i;
+            b.n_seq_id[i] = 1;
+            b.seq_id[i][0] = 0;
+            b.logits[i] = all_logits || (i0 + i + 1 == toks.size());
+        }
+        b.n_tokens = n;
+        impl_->begin_decode(n_past());
+        int rc = llama_decode(ctx_, b);
+        impl_->active = false;
+        llama_batch_free(b);
+        if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + ")");
+        tokens_.insert(tokens_.end(), toks.begin() + i0, toks.begin() + i0 + n);
+        if (all_logits) {
+            for (int i = 0; i < n; ++i) {
+                const float * l = llama_get_logits_ith(ctx_, i);
+                all_logits_.insert(all_logits_.end(), l, l + n_vocab);
+            }
+        }
+    }
+    last_n_eval_ = (int) toks.size();
+    has_all_logits_ = all_logits;
+}
+
+void Session::append_text(const std::string & text) { eval(model_->tokenize(text, false, true)); }
+
+const float * Session::logits(int i) const {
+    if (last_n_eval_ == 0) throw Error("no logits: nothing was evaluated");
+    if (i < 0) i = last_n_eval_ - 1;
+    if (i >= last_n_eval_) throw Error("logits index out of range");
+    if (has_all_logits_) return all_logits_.data() + (size_t) i * model_->facts().n_vocab;
+    if (i != last_n_eval_ - 1) throw Error("logits of earlier tokens need eval(..., all_logits=true)");
+    return llama_get_logits_ith(ctx_, -1);
+}
+
+Token Session::sample() {
+    if (!sampler_) set_sampling(SamplingParams{});
+    if (last_n_eval_ == 0) throw Error("nothing to sample from: evaluate a prompt first");
+    if (has_all_logits_) {
+        // sample from our copy of the last row
+        const float * l = logits(-1);
+        const int n_vocab = model_->facts().n_vocab;
+        cand_.resize(n_vocab);
+        for (int j = 0; j < n_vocab; ++j) cand_[j] = {j, l[j], 0.0f};
+        llama_token_data_array arr = {cand_.data(), cand_.size(), -1, false};
+        llama_sampler_apply(sampler_, &arr);
+        Token t = arr.data[arr.selected].id;
+        llama_sampler_accept(sampler_, t);
+        return t;
+    }
+    return llama_sampler_sample(sampler_, ctx_, -1);
+}
+
+GenerateResult Session::generate(int max_tokens, const TokenCallback & cb) {
+    GenerateResult r;
+    auto t0 = std::chrono::steady_clock::now();
+    const int n_vocab = model_->facts().n_vocab;
+    for (int i = 0; i < max_tokens; ++i) {
+        Token t = sample();
+        TokenEvent ev;
+        ev.id = t;
+        ev.piece = model_->piece(t, true);
+        ev.pos = n_past();
+        ev.logits = logits(-1);
+        ev.n_vocab = n_vocab;
+        SoftmaxStats s = softmax_stats(ev.logits, n_vocab, t);
+        ev.logprob = s.logprob_of;
+        ev.maxprob = s.maxprob;
+        ev.entropy = s.entropy_bits;
+        r.tokens.push_back(t);
+        bool eog = model_->is_eog(t);
+        if (!eog) r.text += model_->piece(t, false);
+        bool go_on = cb ? cb(ev) : true;
+        if (eog) {
+            r.hit_eog = true;
+            break;
+        }
+        if (n_past() + 1 > n_ctx()) throw Error("generation ran out of context (" + std::to_string(n_ctx()) + " tokens, -c)");
+        eval({t});
+        if (!go_on) break;
+        if (i + 1 == max_tokens) r.hit_cap = true;
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+}
+
+void Session::rewind(int pos) {
+    if (pos < 0 || pos > n_past()) throw Error("cannot rewind to position " + std::to_string(pos));
+    llama_memory_seq_rm(llama_get_memory(ctx_), 0, pos, -1);
+    tokens_.resize(pos);
+    last_n_eval_ = 0;
+    for (TapConsumer * c : impl_->consumers) c->on_rewind(pos);
+}
+
+std::vector<uint8_t> Session::state_data() const {
+    size_t n = llama_state_seq_get_size(ctx_, 0);
+    std::vector<uint8_t> out(n);
+    size_t got = llama_state_seq_get_data(ctx_, out.data(), n, 0);
+    out.resize(got);
+    return out;
+}
+
+SoftmaxStats softmax_stats(const float * logits, int n, Token of) {
+    float mx = logits[0];
+    for (int j = 1; j < n; ++j) mx = std::max(mx, logits[j]);
+    double z = 0;
+    for (int j = 0; j < n; ++j) z += std::exp((double) logits[j] - mx);
+    double logz = std::log(z);
+    double h = 0;
+    for (int j = 0; j < n; ++j) {
+        double lp = (double) logits[j] - mx - logz;
+        h -= std::exp(lp) * lp;
+    }
+    SoftmaxStats s;
+    s.maxprob = (float) (1.0 / z);
+    s.entropy_bits = (float) (h / std::log(2.0));
+    s.logprob_of = (of >= 0 && of < n) ? (float) ((double) logits[of] - mx - logz) : NAN;
+    return s;
+}
+
+}  // namespace kvlens

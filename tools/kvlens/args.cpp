@@ -1,0 +1,84 @@
+#include "args.h"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "command.h"
+#include "kvlens/error.h"
+#include "kvlens/log.h"
+
+namespace kvlens::cli {
+
+void add_model_flags(CLI::App & app, CommonArgs & a) {
+    app.add_option("-m,--model", a.model.path, "model GGUF path")->required();
+    app.add_option("--ngl,--n-gpu-layers", a.model.n_gpu_layers, "layers to offload to the GPU (-ngl)");
+    app.add_flag("-v,--verbose", a.verbose, "show llama.cpp's log (-vv: everything)");
+}
+
+void add_session_flags(CLI::App & app, CommonArgs & a) {
+    app.add_option("-c,--ctx-size", a.session.n_ctx, "context size (0 = model's, capped at 4096)");
+    app.add_option("-b,--batch-size", a.session.n_batch, "logical batch size");
+    app.add_option("--ub,--ubatch-size", a.session.n_ubatch, "physical batch size (-ub)");
+    app.add_option("-t,--threads", a.session.n_threads, "threads (0 = all cores)");
+    app.add_option("--fa,--flash-attn", a.session.flash_attn, "flash attention on|off|auto (-fa)");
+    app.add_option("--ctk,--cache-type-k", a.session.cache_type_k, "K cache type (-ctk)");
+    app.add_option("--ctv,--cache-type-v", a.session.cache_type_v, "V cache type (-ctv)");
+}
+
+void add_sampling_flags(CLI::App & app, CommonArgs & a) {
+    app.add_option("--temp", a.sampling.temp, "temperature (0 = greedy)");
+    app.add_option("--top-k", a.sampling.top_k, "top-k");
+    app.add_option("--top-p", a.sampling.top_p, "top-p");
+    app.add_option("-s,--seed", a.sampling.seed, "sampling seed");
+}
+
+int parse(CLI::App & app, int argc, char ** argv) {
+    auto args = normalize_llama_flags(argc, argv);
+    std::vector<const char *> av;
+    for (auto & s : args) av.push_back(s.c_str());
+    try {
+        app.parse((int) av.size(), av.data());
+    } catch (const CLI::CallForHelp & e) {
+        std::printf("%s", app.help().c_str());
+        return 0;
+    } catch (const CLI::ParseError & e) {
+        std::fprintf(stderr, "kvlens: error: %s (see %s --help)\n", e.what(), app.get_name().c_str());
+        return 1;
+    }
+    return -1;
+}
+
+std::shared_ptr<Model> load_model(const CommonArgs & a) {
+    set_verbosity(a.verbose);
+    return Model::load(a.model);
+}
+
+bool valid_utf8(const std::string & s) {
+    size_t i = 0, n = s.size();
+    while (i < n) {
+        unsigned char c = s[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        for (int k = 1; k < len; ++k) if (((unsigned char) s[i + k] >> 6) != 2) return false;
+        if (len == 2 && c < 0xC2) return false;
+        i += len;
+    }
+    return true;
+}
+
+std::string read_prompt(const std::string & prompt, const std::string & file) {
+    std::string text = prompt;
+    if (!file.empty()) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw Error("cannot read prompt file: " + file);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        text = ss.str();
+    }
+    if (text.empty()) throw Error("empty prompt (give text with -p or a non-empty file with -f)");
+    if (!valid_utf8(text)) throw Error("prompt is not valid UTF-8");
+    return text;
+}
+
+}  // namespace kvlens::cli

@@ -1,0 +1,147 @@
+#include "data.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "llama.h"
+
+namespace kvlens::train {
+
+Tokenizer::Tokenizer(const std::string & gguf_path) {
+    llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    model_ = llama_model_load_from_file(gguf_path.c_str(), mp);
+    if (!model_) throw std::runtime_error("cannot load vocabulary from " + gguf_path);
+    vocab_ = llama_model_get_vocab(model_);
+}
+
+Tokenizer::~Tokenizer() { llama_model_free(model_); }
+
+std::vector<int32_t> Tokenizer::tokenize(const std::string & text) const {
+    std::vector<int32_t> t(text.size() + 8);
+    int n = llama_tokenize(vocab_, text.c_str(), int(text.size()), t.data(), int(t.size()), false, true);
+    if (n < 0) throw std::runtime_error("tokenize failed");
+    t.resize(n);
+    return t;
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+    char buf[64];
+    int n = llama_token_to_piece(vocab_, id, buf, sizeof(buf), 0, true);
+    return n > 0 ? std::string(buf, n) : std::string();
+}
+
+const char * mode_name(Mode m) {
+    switch (m) {
+        case Mode::Fast: return "fast";
+        case Mode::Slow: return "slow";
+        case Mode::Cut: return "cut";
+        case Mode::FastThenSlow: return "fast>slow";
+    }
+    return "?";
+}
+
+Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, int cut_steps) {
+    // segments: (text, in_loss)
+    std::vector<std::pair<std::string, bool>> seg;
+    const std::string prompt = arith_chat_prompt(p);
+    const auto steps = arith_trace_steps(p);
+    std::string trace;
+    for (const auto & s : steps) trace += s;
+    const std::string tail = p.answer + kArithEndOfTurn;
+    switch (mode) {
+        case Mode::Fast:
+            seg = {{prompt + kArithFastPrefix, false}, {tail, true}};
+            break;
+        case Mode::Slow:
+            seg = {{prompt + kArithSlowPrefix, false}, {trace + kArithThinkClose + tail, true}};
+            break;
+        case Mode::Cut: {
+            std::string part;
+            for (int i = 0; i < cut_steps; ++i) part += steps[i];
+            seg = {{prompt + kArithSlowPrefix, false}, {part, true}, {kArithThinkClose, false}, {tail, true}};
+            break;
+        }
+        case Mode::FastThenSlow:
+            seg = {{prompt + kArithFastPrefix + kArithSlowPrefix, false}, {trace + kArithThinkClose + tail, true}};
+            break;
+    }
+    Example e;
+    e.level = p.level;
+    e.mode = mode;
+    std::string text;
+    size_t done = 0;
+    for (const auto & [s, in_loss] : seg) {
+        text += s;
+        auto t = tok.tokenize(text);
+        for (size_t i = 0; i < done; ++i) {
+            if (t[i] != e.tokens[i]) throw std::runtime_error("tokenization not prefix-stable at: " + text);
+        }
+        e.tokens = t;
+        e.target.resize(t.size(), in_loss ? 1 : 0);
+        done = t.size();
+    }
+    return e;
+}
+
+Example Mixture::draw(const Tokenizer & tok, std::mt19937_64 & rng, double progress) const {
+    // curriculum: level L unlocks at progress (L-1)*0.04; harder levels weigh more once unlocked
+    static const double w[] = {1.0, 1.0, 1.5, 2.0, 3.0};
+    double wsum = 0, cw[kArithMaxLevel];
+    for (int l = 1; l <= kArithMaxLevel; ++l) {
+        wsum += progress >= (l - 1) * 0.04 ? w[l - 1] : 0.0;
+        cw[l - 1] = wsum;
+    }
+    std::uniform_real_distribution<double> U(0.0, 1.0);
+    const double r = U(rng) * wsum;
+    int level = 1;
+    while (level < kArithMaxLevel && r > cw[level - 1]) ++level;
+    const uint64_t seed = rng() & ~(3ull << 62);  // bit 63: evaluation, bit 62: validation
+    ArithProblem p = arith_generate(level, seed);
+    const double m = U(rng);
+    Mode mode = m < p_fast ? Mode::Fast : m < p_fast + p_slow ? Mode::Slow : m < p_fast + p_slow + p_cut ? Mode::Cut
+                                                                                                       : Mode::FastThenSlow;
+    int cut = 0;
+    if (mode == Mode::Cut) cut = int(rng() % arith_trace_steps(p).size());
+    return make_example(tok, p, mode, cut);
+}
+
+size_t pack(const std::vector<Example> & ex, size_t from, int T, int B, PackedBatch & out) {
+    out.T = T;
+    out.B = B;
+    out.tokens.assign(size_t(T) * B, 0);
+    out.pos.assign(size_t(T) * B, 0);
+    out.label.assign(size_t(T) * B, -1);
+    out.mask.assign(size_t(T) * T * B, -INFINITY);
+    out.spans.clear();
+    size_t i = from;
+    for (int b = 0; b < B; ++b) {
+        std::vector<int> seg(T, -1);
+        int p = 0, id = 0;
+        while (i < ex.size() && p + int(ex[i].tokens.size()) <= T) {
+            const Example & e = ex[i];
+            const int n = int(e.tokens.size());
+            out.spans.push_back({b, p, n, e.level, e.mode});
+            for (int j = 0; j < n; ++j) {
+                out.tokens[size_t(b) * T + p + j] = e.tokens[j];
+                out.pos[size_t(b) * T + p + j] = j;
+                seg[p + j] = id;
+                if (j + 1 < n && e.target[j + 1]) out.label[size_t(b) * T + p + j] = e.tokens[j + 1];
+            }
+            p += n;
+            ++id;
+            ++i;
+        }
+        if (p == 0 && i < ex.size()) throw std::runtime_error("example longer than the row length");
+        for (int j = p; j < T; ++j) seg[j] = -2 - j;  // padding: each position its own segment
+        float * m = out.mask.data() + size_t(b) * T * T;
+        for (int q = 0; q < T; ++q) {
+            for (int k = 0; k <= q; ++k) {
+                if (seg[k] == seg[q]) m[size_t(q) * T + k] = 0.0f;
+            }
+        }
+    }
+    return i - from;
+}
+
+}  // namespace kvlens::train

@@ -1,0 +1,71 @@
+// kvlens-train — the embedded reasoner's recipe and evaluation.
+//   kvlens-train train [--out models/kvlens-reasoner.gguf] [--ckpt models/ckpt] [--steps N] [--minutes M] ...
+//   kvlens-train eval  [--model models/kvlens-reasoner.gguf] [--per-level N] [--seed S] [--cutoff C] [--jsonl F]
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "gen.h"
+#include "kvlens/error.h"
+#include "train.h"
+
+using namespace kvlens::train;
+
+static void usage() {
+    std::fprintf(stderr,
+                 "usage: kvlens-train train [--out F] [--ckpt DIR] [--steps N] [--minutes M] [--batch B] [--row T]\n"
+                 "                          [--lr X] [--warmup N] [--seed S] [--threads N] [--layers L] [--embd E]\n"
+                 "                          [--ff F] [--heads H] [--kv-heads K] [--head-dim D] [--val-every N]\n"
+                 "                          [--ckpt-minutes M] [--export-partial]\n"
+                 "       kvlens-train eval  [--model F] [--per-level N] [--seed S] [--cutoff C] [--threads N]\n"
+                 "                          [--jsonl F]\n");
+}
+
+int main(int argc, char ** argv) {
+    if (argc < 2) { usage(); return 1; }
+    const std::string cmd = argv[1];
+    try {
+        TrainArgs ta;
+        EvalArgs ea;
+        for (int i = 2; i < argc; ++i) {
+            const std::string k = argv[i];
+            auto next = [&]() -> std::string {
+                if (i + 1 >= argc) throw kvlens::Error("missing value for " + k);
+                return argv[++i];
+            };
+            if (k == "--out") ta.out = next();
+            else if (k == "--ckpt") ta.ckpt_dir = next();
+            else if (k == "--steps") ta.steps = std::stoll(next());
+            else if (k == "--minutes") ta.minutes = std::stod(next());
+            else if (k == "--batch") ta.batch_rows = std::stoi(next());
+            else if (k == "--row") ta.row_len = std::stoi(next());
+            else if (k == "--lr") ta.lr = std::stod(next());
+            else if (k == "--warmup") ta.warmup = std::stoi(next());
+            else if (k == "--seed") { const std::string v = next(); ta.seed = std::stoull(v); ea.seed = std::stoull(v); }
+            else if (k == "--threads") { const int v = std::stoi(next()); ta.threads = v; ea.threads = v; }
+            else if (k == "--layers") ta.hp.n_layer = std::stoi(next());
+            else if (k == "--embd") ta.hp.n_embd = std::stoi(next());
+            else if (k == "--ff") ta.hp.n_ff = std::stoi(next());
+            else if (k == "--heads") ta.hp.n_head = std::stoi(next());
+            else if (k == "--kv-heads") ta.hp.n_head_kv = std::stoi(next());
+            else if (k == "--head-dim") ta.hp.head_dim = std::stoi(next());
+            else if (k == "--val-every") ta.val_every = std::stoi(next());
+            else if (k == "--log-every") ta.log_every = std::stoi(next());
+            else if (k == "--ckpt-minutes") ta.ckpt_minutes = std::stod(next());
+            else if (k == "--export-partial") ta.export_partial = true;
+            else if (k == "--model") ea.model = next();
+            else if (k == "--per-level") ea.per_level = std::stoi(next());
+            else if (k == "--cutoff") ea.short_cutoff = std::stoi(next());
+            else if (k == "--jsonl") ea.jsonl = next();
+            else throw kvlens::Error("unknown option " + k);
+        }
+        if (cmd == "train") return run_train(ta);
+        if (cmd == "eval") { quiet_llama_logs(); return run_eval(ea); }
+        usage();
+        return 1;
+    } catch (const std::exception & e) {
+        std::fprintf(stderr, "kvlens-train: %s\n", e.what());
+        return 1;
+    }
+}

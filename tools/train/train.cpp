@@ -1,0 +1,254 @@
+// kvlens-train train: the training loop on ggml-opt (AdamW, warm-up + cosine schedule, validation with
+// held-out teacher-forced answer accuracy, checkpoints that resume, fixed seed).
+#include "train.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+
+#include "data.h"
+#include "ggml-cpu.h"
+#include "ggml-opt.h"
+#include "reasoner.h"
+#include "vocab.h"
+
+namespace fs = std::filesystem;
+
+namespace kvlens::train {
+
+namespace {
+
+struct Schedule {
+    const TrainArgs * a;
+    int64_t step = 0;  // optimizer steps done
+};
+
+ggml_opt_optimizer_params opt_pars(void * ud) {
+    const Schedule & s = *static_cast<Schedule *>(ud);
+    ggml_opt_optimizer_params p = ggml_opt_get_default_optimizer_params(nullptr);
+    const double t = double(s.step);
+    double lr;
+    if (t < s.a->warmup) {
+        lr = s.a->lr * (t + 1) / s.a->warmup;
+    } else {
+        const double x = std::min(1.0, (t - s.a->warmup) / std::max(1.0, double(s.a->steps - s.a->warmup)));
+        lr = s.a->lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
+    }
+    if (s.a->rewarm_until > t) lr *= std::min(1.0, (t - s.a->rewarm_from + 1) / 50.0);  // after a resume
+    p.adamw.alpha = float(lr);
+    p.adamw.beta1 = 0.9f;
+    p.adamw.beta2 = 0.99f;
+    p.adamw.eps = 1e-8f;
+    p.adamw.wd = float(s.a->wd);  // ggml applies it as w *= 1 - lr*wd
+    return p;
+}
+
+void set_batch(ggml_opt_context_t opt, const BatchInputs & in, const PackedBatch & pb, int n_vocab) {
+    ggml_backend_tensor_set(in.tokens, pb.tokens.data(), 0, ggml_nbytes(in.tokens));
+    ggml_backend_tensor_set(in.pos, pb.pos.data(), 0, ggml_nbytes(in.pos));
+    ggml_backend_tensor_set(in.mask, pb.mask.data(), 0, ggml_nbytes(in.mask));
+    std::vector<float> lab(size_t(n_vocab) * pb.label.size(), 0.0f);
+    for (size_t i = 0; i < pb.label.size(); ++i) {
+        if (pb.label[i] >= 0) lab[i * n_vocab + pb.label[i]] = 1.0f;
+    }
+    ggml_tensor * labels = ggml_opt_labels(opt);
+    ggml_backend_tensor_set(labels, lab.data(), 0, ggml_nbytes(labels));
+}
+
+std::string latest_ckpt(const std::string & dir) {
+    std::string best;
+    int64_t best_step = -1;
+    if (!fs::is_directory(dir)) return best;
+    for (const auto & e : fs::directory_iterator(dir)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("ckpt-", 0) == 0 && n.size() > 10 && n.substr(n.size() - 5) == ".gguf") {
+            const int64_t s = std::stoll(n.substr(5, n.size() - 10));
+            if (s > best_step) { best_step = s; best = e.path().string(); }
+        }
+    }
+    return best;
+}
+
+}  // namespace
+
+int run_train(const TrainArgs & a) {
+    fs::create_directories(a.ckpt_dir);
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(backend, a.threads);
+
+    HParams hp = a.hp;
+    hp.n_vocab = int(reasoner_vocab().tokens.size());
+    Weights w;
+    std::map<std::string, int64_t> state;
+    const std::string resume = latest_ckpt(a.ckpt_dir);
+    Schedule sched{&a, 0};
+    if (!resume.empty()) {
+        hp = read_hparams(resume, &state);
+        w.create(hp, backend);
+        load_weights(w, resume);
+        sched.step = state["kvlens.train.step"];
+        std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over 50 steps)\n",
+                     resume.c_str(), (long long) sched.step);
+    } else {
+        w.create(hp, backend);
+        w.init_random(a.seed);
+        save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
+    }
+    TrainArgs & am = const_cast<TrainArgs &>(a);
+    am.rewarm_from = double(sched.step);
+    am.rewarm_until = resume.empty() ? -1.0 : double(sched.step + 50);
+    w.mark_params();
+    std::fprintf(stderr, "model: %d layers, n_embd %d, heads %d/%d x %d, ff %d, vocab %d: %lld params\n", hp.n_layer,
+                 hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab, (long long) w.n_params());
+
+    Tokenizer tok(latest_ckpt(a.ckpt_dir));
+    const int T = a.row_len, B = a.batch_rows;
+
+    // static inputs
+    ggml_init_params ipi = {ggml_tensor_overhead() * 4, nullptr, true};
+    ggml_context * ctx_in = ggml_init(ipi);
+    BatchInputs in;
+    in.tokens = ggml_new_tensor_1d(ctx_in, GGML_TYPE_I32, T * B);
+    in.pos = ggml_new_tensor_1d(ctx_in, GGML_TYPE_I32, T * B);
+    in.mask = ggml_new_tensor_4d(ctx_in, GGML_TYPE_F32, T, T, 1, B);
+    ggml_backend_buffer_t buf_in = ggml_backend_alloc_ctx_tensors(ctx_in, backend);
+
+    ggml_init_params ipc = {ggml_tensor_overhead() * 32768 + 4 * ggml_graph_overhead_custom(16384, true), nullptr, true};
+    ggml_context * ctx_compute = ggml_init(ipc);
+    ggml_tensor * logits = forward(ctx_compute, w, in, T, B);
+
+    ggml_backend_sched_t bsched = ggml_backend_sched_new(&backend, nullptr, 1, 16384, false, false);
+    ggml_opt_params op = ggml_opt_default_params(bsched, GGML_OPT_LOSS_TYPE_CROSS_ENTROPY);
+    op.ctx_compute = ctx_compute;
+    op.inputs = in.tokens;
+    op.outputs = logits;
+    op.get_opt_pars = opt_pars;
+    op.get_opt_pars_ud = &sched;
+    op.optimizer = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
+    ggml_opt_context_t opt = ggml_opt_init(op);
+
+    // validation set: fixed problems (seed bit 62), fast and slow per level
+    std::vector<Example> val;
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        for (int i = 0; i < a.val_per_level; ++i) {
+            ArithProblem p = arith_generate(l, (1ull << 62) | uint64_t(l * 100000 + i));
+            val.push_back(make_example(tok, p, Mode::Fast));
+            val.push_back(make_example(tok, p, Mode::Slow));
+        }
+    }
+    auto validate = [&]() {
+        std::map<std::pair<int, int>, std::pair<int, int>> em;  // (mode, level) -> (exact, n)
+        double loss_sum = 0;
+        int nb = 0;
+        PackedBatch pb;
+        for (size_t from = 0; from < val.size();) {
+            from += pack(val, from, T, B, pb);
+            set_batch(opt, in, pb, hp.n_vocab);
+            ggml_opt_result_t res = ggml_opt_result_init();
+            ggml_opt_alloc(opt, false);
+            ggml_opt_eval(opt, res);
+            double loss;
+            ggml_opt_result_loss(res, &loss, nullptr);
+            loss_sum += loss;
+            ++nb;
+            std::vector<int32_t> pred(size_t(T) * B);
+            ggml_opt_result_pred(res, pred.data());
+            ggml_opt_result_free(res);
+            for (const auto & s : pb.spans) {
+                bool ok = true;
+                for (int j = 0; j < s.len; ++j) {
+                    const size_t k = size_t(s.row) * T + s.start + j;
+                    if (pb.label[k] >= 0 && pred[k] != pb.label[k]) ok = false;
+                }
+                auto & c = em[{int(s.mode), s.level}];
+                c.first += ok;
+                c.second += 1;
+            }
+        }
+        std::string line = "  val loss " + std::to_string(loss_sum / nb).substr(0, 6) + " | answer exact (teacher-forced):";
+        for (int m : {int(Mode::Fast), int(Mode::Slow)}) {
+            line += std::string(" ") + mode_name(Mode(m));
+            for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+                auto c = em[{m, l}];
+                char b[16];
+                std::snprintf(b, sizeof b, " %3.0f%%", 100.0 * c.first / std::max(1, c.second));
+                line += b;
+            }
+        }
+        std::fprintf(stderr, "%s\n", line.c_str());
+    };
+
+    Mixture mix;
+    std::vector<Example> pool;
+    size_t pool_pos = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    auto last_ckpt = t0;
+    const int64_t step0 = sched.step;
+    double loss_acc = 0;
+    int loss_n = 0;
+    int64_t tokens_done = 0;
+    PackedBatch pb;
+    bool finished = false;
+    while (true) {
+        if (sched.step >= a.steps) { finished = true; break; }
+        const double elapsed_min = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
+        if (a.minutes > 0 && elapsed_min >= a.minutes) break;
+        // data for this step: deterministic in (seed, step) so a resumed run sees the same stream
+        std::mt19937_64 rng(a.seed * 0x9E3779B97F4A7C15ull + uint64_t(sched.step) * 7919 + 1);
+        pool.clear();
+        pool_pos = 0;
+        const double progress = double(sched.step) / double(a.steps);
+        while (int(pool.size()) < B * 8) pool.push_back(mix.draw(tok, rng, progress));
+        pool_pos += pack(pool, pool_pos, T, B, pb);
+        set_batch(opt, in, pb, hp.n_vocab);
+        ggml_opt_result_t res = ggml_opt_result_init();
+        ggml_opt_alloc(opt, true);
+        ggml_opt_eval(opt, res);
+        double loss;
+        ggml_opt_result_loss(res, &loss, nullptr);
+        ggml_opt_result_free(res);
+        // the loss is averaged over all T*B rows; report it per target token
+        int n_tgt = 0;
+        for (int32_t l : pb.label) n_tgt += l >= 0;
+        loss_acc += loss * double(T * B) / std::max(1, n_tgt);
+        ++loss_n;
+        for (auto & s : pb.spans) tokens_done += s.len;
+        ++sched.step;
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (sched.step % a.log_every == 0) {
+            const double sps = double(sched.step - step0) / secs;
+            std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.2f s/step  ETA %.1f min\n",
+                         (long long) sched.step, (long long) a.steps, loss_acc / loss_n, opt_pars(&sched).adamw.alpha,
+                         tokens_done / secs, 1.0 / sps, double(a.steps - sched.step) / sps / 60.0);
+            loss_acc = 0;
+            loss_n = 0;
+        }
+        if (sched.step % a.val_every == 0) validate();
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_ckpt).count() > a.ckpt_minutes * 60) {
+            save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", {{"kvlens.train.step", sched.step}});
+            last_ckpt = std::chrono::steady_clock::now();
+        }
+    }
+    validate();
+    save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", {{"kvlens.train.step", sched.step}});
+    if (finished || a.export_partial) {
+        save_gguf(w, a.out, {});
+        std::fprintf(stderr, "wrote %s (step %lld)\n", a.out.c_str(), (long long) sched.step);
+    } else {
+        std::fprintf(stderr, "stopped at step %lld (time budget); run the same command again to resume\n",
+                     (long long) sched.step);
+    }
+    ggml_opt_free(opt);
+    ggml_backend_sched_free(bsched);
+    ggml_free(ctx_compute);
+    ggml_backend_buffer_free(buf_in);
+    ggml_free(ctx_in);
+    w.free();
+    ggml_backend_free(backend);
+    return finished ? 0 : 3;
+}
+
+}  // namespace kvlens::train

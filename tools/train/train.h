@@ -1,0 +1,45 @@
+// kvlens-train: the tiny reasoner's recipe (train) and its evaluation (eval).
+#pragma once
+#include <string>
+
+#include "reasoner.h"
+
+namespace kvlens::train {
+
+struct TrainArgs {
+    std::string out = "models/kvlens-reasoner.gguf";
+    std::string ckpt_dir = "models/ckpt";
+    HParams hp;
+    int64_t steps = 6000;     // total optimizer steps (sets the LR schedule)
+    double minutes = 0;       // stop (and checkpoint) after this long; 0 = no limit; rerun to resume
+    int row_len = 128;        // T: tokens per packed row
+    int batch_rows = 16;      // B: rows per step
+    double lr = 2e-3;
+    double wd = 0.1;
+    int warmup = 200;
+    uint64_t seed = 1234;
+    int threads = 2;
+    int log_every = 20;
+    int val_every = 250;
+    int val_per_level = 40;
+    double ckpt_minutes = 10;
+    bool export_partial = false;  // also write --out when stopped by --minutes
+    // set by run_train
+    double rewarm_from = 0, rewarm_until = -1;
+};
+
+int run_train(const TrainArgs & a);
+
+struct EvalArgs {
+    std::string model = "models/kvlens-reasoner.gguf";
+    int per_level = 200;
+    uint64_t seed = 0;   // evaluation problems use seeds kArithEvalSeedBit | (seed*1e6 + i)
+    int short_cutoff = 16;
+    int threads = 2;
+    int max_new = 96;
+    std::string jsonl;   // optional per-problem records
+};
+
+int run_eval(const EvalArgs & a);
+
+}  // namespace kvlens::train
