@@ -15,6 +15,7 @@ struct EmbedParams {
     PoolConfig pool;
     BatchParams batch;
     bool truncate = false;  // texts longer than the context: keep the first n_ctx tokens instead of failing
+    bool parse_special = false;  // read special-token text such as "<|im_start|>" as those tokens (chat prompts)
 };
 
 struct EmbedRun {

@@ -1,6 +1,8 @@
 // Embedder: tokenise, check lengths, pool every text through its own KvPooler (or draw the random baseline).
 #include "kvlens/embed.h"
 
+#include <chrono>
+
 #include "kvlens/error.h"
 #include "kvlens/session.h"
 
@@ -20,7 +22,7 @@ Embedder::Embedder(std::shared_ptr<Model> model, const EmbedParams & params)
 
 std::vector<Token> Embedder::tokens(const std::string & text, int index, bool * truncated) const {
     if (text.empty()) throw Error("text " + std::to_string(index) + " is empty");
-    std::vector<Token> t = model_->tokenize(text, true, false);
+    std::vector<Token> t = model_->tokenize(text, true, params_.parse_special);
     if (t.empty()) throw Error("text " + std::to_string(index) + " gave no tokens");
     const int n_ctx = params_.batch.n_ctx;
     if (truncated) *truncated = false;
@@ -48,12 +50,14 @@ EmbedRun Embedder::embed(const std::vector<std::string> & texts) {
         r.n_truncated += tr;
     }
     if (cfg.source == EmbedSource::Random) {
+        auto t0 = std::chrono::steady_clock::now();
         for (size_t i = 0; i < texts.size(); ++i) {
             auto v = random_embedding(cfg, dim_, texts[i]);
             std::copy(v.begin(), v.end(), r.data.begin() + i * dim_);
             r.stats.n_tokens += (long long) toks[i].size();
         }
         r.stats.n_texts = r.n_texts;
+        r.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return r;
     }
     if (!runner_) runner_ = std::make_unique<BatchRunner>(model_, params_.batch, pool_tap_spec(cfg, layers_));

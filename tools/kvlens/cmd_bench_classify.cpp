@@ -1,0 +1,219 @@
+// kvlens bench classify -m M [--data DIR] [--sets a,b] [--sources kv,hidden,random] [--arith N]
+// MTEB's classification protocol (logistic-regression probe on undersampled train embeddings, 10 experiments,
+// accuracy and macro-F1 on test, mean ± std) for KV, hidden-state and random embeddings. Prints a Markdown
+// table; --json writes every number.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/arith.h"
+#include "kvlens/embed.h"
+#include "kvlens/error.h"
+#include "kvlens/probe_eval.h"
+
+#if __has_include("bench.h")
+#include "bench.h"
+#define KVLENS_HAVE_BENCH_REGISTRY 1
+#endif
+
+using namespace kvlens;
+
+namespace {
+
+std::vector<std::string> split_list(const std::string & s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
+struct Task {  // one labelled problem set, already split
+    std::string name;
+    int n_labels = 0;
+    std::vector<std::string> train_text, test_text;
+    std::vector<int> train_y, test_y;
+    probe::Protocol protocol;
+};
+
+Task from_dataset(const probe::Dataset & d, const probe::Protocol & base, int spl_override) {
+    Task t;
+    t.name = d.name;
+    t.n_labels = (int) d.label_names.size();
+    for (auto & r : d.train) t.train_text.push_back(r.text), t.train_y.push_back(r.label);
+    for (auto & r : d.test) t.test_text.push_back(r.text), t.test_y.push_back(r.label);
+    t.protocol = probe::mteb_protocol(d.name);
+    t.protocol.n_experiments = base.n_experiments;
+    t.protocol.max_test = base.max_test;
+    t.protocol.seed = base.seed;
+    if (spl_override > 0) t.protocol.samples_per_label = spl_override;
+    return t;
+}
+
+// The sufficiency experiment: from the KV embedding of an arithmetic prompt (the chat-rendered question only,
+// no answer), predict its level, its operation (a+b vs a+b+c) and whether the sum carries out of the top column.
+std::vector<Task> arith_tasks(int n_per_level, const probe::Protocol & base) {
+    const char * names[] = {"arith_level", "arith_operation", "arith_carry_out"};
+    std::vector<Task> tasks(3);
+    for (int k = 0; k < 3; ++k) {
+        tasks[k].name = names[k];
+        tasks[k].n_labels = k == 0 ? kArithMaxLevel : 2;
+        tasks[k].protocol = base;
+        tasks[k].protocol.samples_per_label = 32;
+    }
+    for (int split = 0; split < 2; ++split) {
+        for (int level = kArithMinLevel; level <= kArithMaxLevel; ++level) {
+            for (int i = 0; i < n_per_level; ++i) {
+                uint64_t seed = (uint64_t) i + (split ? kArithEvalSeedBit : 0);
+                ArithProblem p = arith_generate(level, seed);
+                int64_t top = 1;
+                for (int d = 0; d < arith_level_digits(level); ++d) top *= 10;
+                int64_t sum = 0;
+                for (int64_t v : p.operands) sum += v;
+                int labels[3] = {level - kArithMinLevel, arith_level_operands(level) == 3, sum >= top};
+                for (int k = 0; k < 3; ++k) {
+                    (split ? tasks[k].test_text : tasks[k].train_text).push_back(arith_chat_prompt(p));
+                    (split ? tasks[k].test_y : tasks[k].train_y).push_back(labels[k]);
+                }
+            }
+        }
+    }
+    return tasks;
+}
+
+struct Row {
+    std::string task, source;
+    probe::Result res;
+    int dim = 0;
+    double embed_s = 0;
+    long long tokens = 0;
+};
+
+Row evaluate(const Task & t, const std::string & source, const std::shared_ptr<Model> & model, EmbedParams ep) {
+    ep.pool.set("source", source);
+    Embedder emb(model, ep);
+    // embed only what the protocol uses: the union of the undersampled train rows, and the scored test rows
+    std::vector<int> tr = probe::needed_train_rows(t.train_y, t.protocol);
+    std::vector<int> te = probe::test_rows(t.test_y, t.protocol);
+    std::vector<std::string> texts;
+    for (int i : tr) texts.push_back(t.train_text[i]);
+    for (int i : te) texts.push_back(t.test_text[i]);
+    auto t0 = std::chrono::steady_clock::now();
+    EmbedRun r = emb.embed(texts);
+    Row row;
+    row.embed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    row.tokens = r.stats.n_tokens;
+    row.dim = r.dim;
+    // scatter into full-size matrices (rows the protocol never reads stay zero)
+    std::vector<float> Xtr((size_t) t.train_y.size() * r.dim, 0.f), Xte;
+    for (size_t j = 0; j < tr.size(); ++j) std::copy(r.row((int) j), r.row((int) j) + r.dim, Xtr.begin() + (size_t) tr[j] * r.dim);
+    std::vector<int> yte;
+    for (size_t j = 0; j < te.size(); ++j) {
+        const float * x = r.row((int) (tr.size() + j));
+        Xte.insert(Xte.end(), x, x + r.dim);
+        yte.push_back(t.test_y[te[j]]);
+    }
+    probe::Protocol p = t.protocol;
+    p.max_test = 0;  // already subsampled
+    row.task = t.name;
+    row.source = source;
+    row.res = probe::run({Xtr.data(), (int) t.train_y.size(), r.dim}, t.train_y, {Xte.data(), (int) yte.size(), r.dim}, yte, p);
+    return row;
+}
+
+std::string pm(double m, double s) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.2f ± %.2f", 100 * m, 100 * s);
+    return b;
+}
+
+int bench_classify(int argc, char ** argv) {
+    CLI::App app{"MTEB-style classification probe on KV / hidden / random embeddings", "kvlens bench classify"};
+    cli::CommonArgs a;
+    cli::add_model_flags(app, a);
+    std::string data = "../shared/data/classification", sets, sources = "kv,hidden,random";
+    std::string preset = "paper", json_out;
+    std::map<std::string, std::string> knobs;
+    probe::Protocol base;
+    int spl = 0, arith = 0;
+    bool no_data = false;
+    EmbedParams ep;
+    ep.truncate = true;
+    app.add_option("--data", data, "folder of dataset folders (train.jsonl, test.jsonl, labels.json)");
+    app.add_option("--sets", sets, "comma-separated dataset names (default: every folder in --data)");
+    app.add_option("--sources", sources, "comma-separated embedding sources: kv, hidden, random");
+    app.add_option("--preset", preset, "pooling preset (paper)");
+    for (auto & k : PoolConfig::knobs()) {
+        if (std::string(k.name) != "source") app.add_option(std::string("--") + k.name, knobs[k.name], k.help);
+    }
+    app.add_option("--n-experiments", base.n_experiments, "MTEB experiments per task (10)");
+    app.add_option("--samples-per-label", spl, "override MTEB's train samples per label (8; 16 emotion; 32 amazon)");
+    app.add_option("--max-test", base.max_test, "score on a stratified subsample of at most N test rows (0 = all)");
+    app.add_option("--arith", arith, "also the arithmetic sufficiency probe with N problems per level and split");
+    app.add_flag("--no-datasets", no_data, "skip the --data folders (e.g. with --arith only)");
+    app.add_option("--json", json_out, "write every number as JSON here");
+    app.add_option("-c,--ctx-size", ep.batch.n_ctx, "longest text in tokens (longer ones are truncated)");
+    app.add_option("-b,--batch-size", ep.batch.n_batch, "tokens per llama_decode");
+    app.add_option("--n-seq", ep.batch.n_seq, "most texts per llama_decode");
+    app.add_option("-t,--threads", ep.batch.n_threads, "threads (0 = all cores)");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    ep.pool = PoolConfig::from_knobs(preset, knobs);
+    auto srcs = split_list(sources);
+    for (auto & s : srcs) parse_source(s);  // unknown source: error before any work
+
+    std::vector<Task> tasks;
+    if (!no_data) {
+        std::vector<std::string> dirs;
+        if (sets.empty()) dirs = probe::list_datasets(data);
+        else for (auto & s : split_list(sets)) dirs.push_back(data + "/" + s);
+        if (dirs.empty()) throw Error("no dataset folders in " + data);
+        for (auto & d : dirs) tasks.push_back(from_dataset(probe::load_dataset(d), base, spl));
+    }
+    auto model = cli::load_model(a);
+    if (arith > 0) {
+        for (auto & t : arith_tasks(arith, base)) tasks.push_back(t);
+    }
+    if (tasks.empty()) throw Error("nothing to run (no datasets and no --arith)");
+
+    std::printf("model %s, pooling: %s\n\n", a.model.path.c_str(), ep.pool.describe().c_str());
+    std::printf("| task | source | dim | train/exp | test | accuracy %% | macro-F1 %% | embed s |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    for (auto & t : tasks) {
+        EmbedParams tp = ep;
+        tp.parse_special = t.name.rfind("arith_", 0) == 0;  // chat prompts carry special tokens
+        for (auto & s : srcs) {
+            Row r = evaluate(t, s, model, tp);
+            std::printf("| %s | %s | %d | %d | %d | %s | %s | %.1f |\n", r.task.c_str(), r.source.c_str(), r.dim,
+                        r.res.n_train, r.res.n_test, pm(r.res.acc_mean, r.res.acc_std).c_str(),
+                        pm(r.res.f1_mean, r.res.f1_std).c_str(), r.embed_s);
+            std::fflush(stdout);
+            j.push_back({{"task", r.task}, {"source", r.source}, {"dim", r.dim}, {"n_train", r.res.n_train},
+                         {"n_test", r.res.n_test}, {"samples_per_label", t.protocol.samples_per_label},
+                         {"n_experiments", t.protocol.n_experiments}, {"acc_mean", r.res.acc_mean},
+                         {"acc_std", r.res.acc_std}, {"f1_mean", r.res.f1_mean}, {"f1_std", r.res.f1_std},
+                         {"acc", r.res.acc}, {"f1", r.res.f1}, {"embed_seconds", r.embed_s}, {"tokens", r.tokens}});
+        }
+    }
+    if (!json_out.empty()) {
+        std::ofstream f(json_out);
+        if (!f) throw Error("cannot write " + json_out);
+        f << nlohmann::ordered_json{{"model", a.model.path}, {"pooling", ep.pool.describe()}, {"results", j}}.dump(1) << "\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+#ifdef KVLENS_HAVE_BENCH_REGISTRY
+KVLENS_BENCH("classify", "MTEB-style classification probe: KV vs hidden vs random embeddings", bench_classify);
+#else
+KVLENS_COMMAND("bench-classify", "MTEB-style classification probe: KV vs hidden vs random embeddings", bench_classify);
+#endif
