@@ -3,6 +3,14 @@
 
 #include <linear.h>
 
+// liblinear is referenced weakly: a build that does not link -llinear still links, and the probe then
+// reports what is missing instead of the whole project failing to link.
+#pragma weak train
+#pragma weak predict
+#pragma weak free_and_destroy_model
+#pragma weak check_parameter
+#pragma weak set_print_string_function
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -181,6 +189,9 @@ LogReg::~LogReg() {
 }
 
 void LogReg::fit(const Matrix & X, const std::vector<int> & rows, const std::vector<int> & y, double C, double eps) {
+    if (!&::train || !&::predict || !&::check_parameter) {
+        throw Error("kvlens was built without liblinear: link the kvlens library with -llinear (liblinear-dev)");
+    }
     if (rows.empty()) throw Error("logistic regression: no training rows");
     set_print_string_function(quiet);
     const int dim = X.dim;
