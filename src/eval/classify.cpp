@@ -3,8 +3,10 @@
 
 #include <linear.h>
 
-// liblinear is referenced weakly: a build that does not link -llinear still links, and the probe then
-// reports what is missing instead of the whole project failing to link.
+#include <dlfcn.h>
+
+// liblinear is referenced weakly, so a build that does not link -llinear (or whose linker drops it under
+// --as-needed) still links; the functions are then taken from liblinear.so at run time.
 #pragma weak train
 #pragma weak predict
 #pragma weak free_and_destroy_model
@@ -172,6 +174,39 @@ std::vector<int> test_rows(const std::vector<int> & y, const Protocol & p) {
 namespace {
 void quiet(const char *) {}
 
+struct Liblinear {
+    decltype(&::train) train = nullptr;
+    decltype(&::predict) predict = nullptr;
+    decltype(&::free_and_destroy_model) free_model = nullptr;
+    decltype(&::check_parameter) check = nullptr;
+    decltype(&::set_print_string_function) set_print = nullptr;
+};
+
+const Liblinear & liblinear() {
+    static const Liblinear lib = [] {
+        Liblinear l;
+        if (&::train && &::predict && &::free_and_destroy_model && &::check_parameter && &::set_print_string_function) {
+            l = {&::train, &::predict, &::free_and_destroy_model, &::check_parameter, &::set_print_string_function};
+            return l;
+        }
+        void * h = nullptr;
+        for (const char * name : {"liblinear.so.4", "liblinear.so", "liblinear.so.5"}) {
+            if ((h = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
+        }
+        if (!h) return l;
+        l.train = reinterpret_cast<decltype(l.train)>(dlsym(h, "train"));
+        l.predict = reinterpret_cast<decltype(l.predict)>(dlsym(h, "predict"));
+        l.free_model = reinterpret_cast<decltype(l.free_model)>(dlsym(h, "free_and_destroy_model"));
+        l.check = reinterpret_cast<decltype(l.check)>(dlsym(h, "check_parameter"));
+        l.set_print = reinterpret_cast<decltype(l.set_print)>(dlsym(h, "set_print_string_function"));
+        return l;
+    }();
+    if (!lib.train || !lib.predict || !lib.free_model || !lib.check || !lib.set_print) {
+        throw Error("liblinear not found: install liblinear-dev (or link kvlens with -llinear)");
+    }
+    return lib;
+}
+
 // One dense row as liblinear nodes: features 1..dim, the bias feature dim+1, terminator -1.
 void to_nodes(const float * x, int dim, std::vector<feature_node> & out) {
     out.resize(dim + 2);
@@ -184,16 +219,14 @@ void to_nodes(const float * x, int dim, std::vector<feature_node> & out) {
 LogReg::~LogReg() {
     if (model_) {
         auto * m = static_cast<model *>(model_);
-        free_and_destroy_model(&m);
+        liblinear().free_model(&m);
     }
 }
 
 void LogReg::fit(const Matrix & X, const std::vector<int> & rows, const std::vector<int> & y, double C, double eps) {
-    if (!&::train || !&::predict || !&::check_parameter) {
-        throw Error("kvlens was built without liblinear: link the kvlens library with -llinear (liblinear-dev)");
-    }
+    const Liblinear & L = liblinear();
     if (rows.empty()) throw Error("logistic regression: no training rows");
-    set_print_string_function(quiet);
+    L.set_print(quiet);
     const int dim = X.dim;
     std::vector<feature_node> nodes((size_t) rows.size() * (dim + 2));
     std::vector<feature_node *> xs(rows.size());
@@ -215,19 +248,19 @@ void LogReg::fit(const Matrix & X, const std::vector<int> & rows, const std::vec
     par.solver_type = L2R_LR;
     par.C = C;
     par.eps = eps;
-    if (const char * err = check_parameter(&prob, &par)) throw Error(std::string("liblinear: ") + err);
+    if (const char * err = L.check(&prob, &par)) throw Error(std::string("liblinear: ") + err);
     if (model_) {
         auto * m = static_cast<model *>(model_);
-        free_and_destroy_model(&m);
+        L.free_model(&m);
     }
-    model_ = train(&prob, &par);  // liblinear copies what it keeps (w, labels), not the problem
+    model_ = L.train(&prob, &par);  // liblinear copies what it keeps (w, labels), not the problem
 }
 
 int LogReg::predict(const float * x, int dim) const {
     if (!model_) throw Error("logistic regression: predict before fit");
     std::vector<feature_node> nodes;
     to_nodes(x, dim, nodes);
-    return (int) ::predict(static_cast<const model *>(model_), nodes.data());
+    return (int) liblinear().predict(static_cast<const model *>(model_), nodes.data());
 }
 
 // ---- metrics and the protocol --------------------------------------------------------------------
