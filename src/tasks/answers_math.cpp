@@ -79,11 +79,9 @@ void brace_arguments(std::string & s, const std::string & cmd, int n_args) {
     size_t i = 0;
     while (i < s.size()) {
         const size_t p = s.find(cmd, i);
-        if (p == std::string::npos || (p + cmd.size() < s.size() && is_alpha(s[p + cmd.size()]))) {
-            const size_t stop = p == std::string::npos ? s.size() : p + cmd.size();
-            out += s.substr(i, stop - i);
-            i = stop;
-            continue;
+        if (p == std::string::npos) {  // no longer command starts with \frac or \sqrt: "\fracab" is \frac{a}{b}
+            out += s.substr(i);
+            break;
         }
         out += s.substr(i, p - i) + cmd;
         i = p + cmd.size();

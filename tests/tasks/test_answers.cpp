@@ -145,6 +145,8 @@ TEST(Answers, MathNormalisation) {
     EXPECT_TRUE(math_equiv("-\\frac{35}{9}", "-35/9"));
     EXPECT_TRUE(math_equiv(".0000672", "0.0000672"));
     EXPECT_TRUE(math_equiv("\\frac{\\sqrt{3}}{3}", "\\dfrac{\\sqrt3}{3}"));
+    EXPECT_TRUE(math_equiv("\\frac ab", "\\frac{a}{b}"));
+    EXPECT_TRUE(math_equiv("\\sqrt[3]{2}", "\\sqrt[3]2"));
     EXPECT_FALSE(math_equiv("3, 5, 7", "357"));
     EXPECT_FALSE(math_equiv("1,-2", "-1"));
     EXPECT_FALSE(math_equiv("\\frac{1}{3}", "\\frac{1}{2}"));
