@@ -2,11 +2,15 @@
 //   kvlens-train train [--out models/kvlens-reasoner.gguf] [--ckpt models/ckpt] [--steps N] [--minutes M] ...
 //   kvlens-train eval  [--model models/kvlens-reasoner.gguf] [--per-level N] [--seed S] [--cutoff C] [--jsonl F]
 #include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "check.h"
 #include "gen.h"
+#include "kvlens/arith.h"
 #include "kvlens/error.h"
 #include "train.h"
 
@@ -25,10 +29,18 @@ static void usage() {
 int main(int argc, char ** argv) {
     if (argc < 2) { usage(); return 1; }
     const std::string cmd = argv[1];
+    // ggml's OpenMP threads must not spin on a CPU shared with other work: re-exec with a passive wait policy
+    if (!std::getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);
+    }
     try {
+        if (cmd == "changed") {
+            if (argc != 4) throw kvlens::Error("usage: kvlens-train changed A.gguf B.gguf");
+        }
         TrainArgs ta;
         EvalArgs ea;
-        for (int i = 2; i < argc; ++i) {
+        for (int i = cmd == "changed" ? argc : 2; i < argc; ++i) {
             const std::string k = argv[i];
             auto next = [&]() -> std::string {
                 if (i + 1 >= argc) throw kvlens::Error("missing value for " + k);
@@ -62,6 +74,23 @@ int main(int argc, char ** argv) {
         }
         if (cmd == "train") return run_train(ta);
         if (cmd == "eval") { quiet_llama_logs(); return run_eval(ea); }
+        if (cmd == "changed") {  // kvlens-train changed A.gguf B.gguf: weights a run did not update
+            const auto same = unchanged_tensors(argv[2], argv[3]);
+            for (const auto & n : same) std::printf("unchanged: %s\n", n.c_str());
+            std::printf("%zu unchanged tensors\n", same.size());
+            return same.empty() ? 0 : 2;
+        }
+        if (cmd == "check") {  // training graph vs llama.cpp logits on a few problems
+            quiet_llama_logs();
+            std::vector<std::string> texts;
+            for (int l = kvlens::kArithMinLevel; l <= kvlens::kArithMaxLevel; ++l) {
+                auto p = kvlens::arith_generate(l, 99);
+                texts.push_back(kvlens::arith_chat_prompt(p) + kvlens::arith_slow_text(p));
+            }
+            const double d = compare_with_llama(ea.model, texts, ea.threads);
+            std::printf("max relative logit difference (training graph vs llama.cpp): %.3g\n", d);
+            return d <= 1e-4 ? 0 : 2;
+        }
         usage();
         return 1;
     } catch (const std::exception & e) {

@@ -1,0 +1,101 @@
+// The committed reasoner (models/kvlens-reasoner.gguf): llama.cpp loads it as a Qwen3 with its tokenizer and
+// chat template, computes the same logits as kvlens's training graph, and still meets the gates on a fixed sample.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "kvlens/arith.h"
+#include "llama.h"
+
+// The trainer's sources (tools/train is an app, not part of the library).
+#include "../../tools/train/check.cpp"
+#include "../../tools/train/eval_core.cpp"
+#include "../../tools/train/gen.cpp"
+#include "../../tools/train/reasoner.cpp"
+#include "../../tools/train/vocab.cpp"
+
+using namespace kvlens;
+using namespace kvlens::train;
+
+static const std::string kModel = std::string(KVLENS_SOURCE_DIR) + "/models/kvlens-reasoner.gguf";
+
+static std::vector<std::string> sample_texts() {
+    std::vector<std::string> t;
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        auto p = arith_generate(l, 5);
+        t.push_back(arith_chat_prompt(p) + (l % 2 ? arith_slow_text(p) : arith_fast_text(p)));
+    }
+    t.push_back(arith_chat_prompt(arith_generate(5, 6)) + arith_fast_then_slow_text(arith_generate(5, 6)));
+    return t;
+}
+
+TEST(ReasonerModel, FileIsSmallQwen3) {
+    ASSERT_TRUE(std::filesystem::exists(kModel)) << kModel;
+    EXPECT_LE(std::filesystem::file_size(kModel), 16u << 20);
+    HParams h = read_hparams(kModel, nullptr);
+    EXPECT_GE(h.n_layer, 6);
+    EXPECT_LT(h.n_head_kv, h.n_head);
+}
+
+TEST(ReasonerModel, TokenizerAndTemplate) {
+    quiet_llama_logs();
+    llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    llama_model * m = llama_model_load_from_file(kModel.c_str(), mp);
+    ASSERT_NE(m, nullptr);
+    const llama_vocab * v = llama_model_get_vocab(m);
+    for (const char * s : {"<|im_start|>", "<|im_end|>", "<think>", "</think>", "<|endoftext|>"}) {
+        llama_token t[4];
+        EXPECT_EQ(llama_tokenize(v, s, int(strlen(s)), t, 4, false, true), 1) << s;
+    }
+    llama_token t[16];
+    EXPECT_EQ(llama_tokenize(v, "4721", 4, t, 16, false, true), 4);  // digits split individually
+    const char * tmpl = llama_model_chat_template(m, nullptr);
+    ASSERT_NE(tmpl, nullptr);
+    llama_chat_message msg = {"user", "4721+3856"};
+    char buf[256];
+    const int n = llama_chat_apply_template(tmpl, &msg, 1, true, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, n), arith_chat_prompt(arith_generate(4, 1)).replace(17, 9, "4721+3856"));
+    llama_model_free(m);
+}
+
+TEST(ReasonerModel, TrainingGraphMatchesLlamaCpp) {
+    quiet_llama_logs();
+    EXPECT_LE(compare_with_llama(kModel, sample_texts(), 2), 1e-4);
+}
+
+TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
+    quiet_llama_logs();
+    ggml_backend_t be = ggml_backend_cpu_init();
+    HParams h;
+    h.n_vocab = int(reasoner_vocab().tokens.size());
+    h.n_layer = 2;
+    Weights w;
+    w.create(h, be);
+    w.init_random(7);
+    const std::string path = (std::filesystem::temp_directory_path() / "kvlens_reasoner_fresh.gguf").string();
+    save_gguf(w, path, {});
+    w.free();
+    ggml_backend_free(be);
+    EXPECT_LE(compare_with_llama(path, sample_texts(), 2), 1e-4);
+    std::remove(path.c_str());
+}
+
+TEST(ReasonerModel, GatesOnFixedSample) {
+    quiet_llama_logs();
+    Generator gen(kModel, 2);
+    EvalReport r = evaluate(gen, 20, 7, 16, 96, nullptr, nullptr);
+    EvalArgs a;
+    a.model = kModel;
+    a.per_level = 20;
+    a.seed = 7;
+    std::printf("%s", format_report(r, a).c_str());
+    EXPECT_GE(r.slow_acc(), 0.85);
+    EXPECT_GE(r.fast_acc(kArithMinLevel), 0.90);
+    EXPECT_LE(r.fast_acc(kArithMaxLevel), 0.35);
+    EXPECT_GE(r.token_ratio(kArithMaxLevel), 4.0);
+    EXPECT_GE(r.end_ok_rate(), 0.99);
+    EXPECT_GE(r.forced_rate(), 0.95);
+}
