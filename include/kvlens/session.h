@@ -105,6 +105,7 @@ private:
     TapSpec tap_;
     std::vector<Token> tokens_;
     int last_n_eval_ = 0;
+    int n_ctx_ = 0;
     bool has_all_logits_ = false;
     std::vector<float> all_logits_;
     struct llama_sampler * sampler_ = nullptr;

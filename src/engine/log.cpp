@@ -17,7 +17,7 @@ void log_cb(ggml_log_level level, const char * text, void *) {
     if (level == GGML_LOG_LEVEL_CONT) {
         show = g_last_shown;
     } else {
-        int need = level == GGML_LOG_LEVEL_ERROR ? 0 : level == GGML_LOG_LEVEL_WARN ? 1 : 2;
+        int need = level == GGML_LOG_LEVEL_ERROR ? 1 : level == GGML_LOG_LEVEL_WARN ? 1 : 2;
         show = g_level.load() >= need;
         g_last_shown = show;
     }

@@ -119,6 +119,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_
     if (p.n_ctx < 0) throw Error("context size must be positive (-c)");
     if (p.n_batch <= 0 || p.n_ubatch <= 0) throw Error("batch sizes must be positive (-b, -ub)");
     cp.n_ctx = n_ctx;
+    n_ctx_ = n_ctx;  // llama.cpp may round its cache up; the user's -c is the limit
     cp.n_batch = std::min(p.n_batch, n_ctx);
     cp.n_ubatch = std::min(p.n_ubatch, (int) cp.n_batch);
     int nt = p.n_threads > 0 ? p.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
@@ -189,7 +190,7 @@ void Session::set_sampling(const SamplingParams & sp) {
     }
 }
 
-int Session::n_ctx() const { return (int) llama_n_ctx(ctx_); }
+int Session::n_ctx() const { return std::min(n_ctx_, (int) llama_n_ctx(ctx_)); }
 
 void Session::eval(const std::vector<Token> & toks, bool all_logits) {
     if (toks.empty()) return;
