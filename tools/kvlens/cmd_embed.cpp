@@ -98,3 +98,87 @@ static int cmd_embed(int argc, char ** argv) {
 }
 
 KVLENS_COMMAND("embed", "one vector per text pooled from the KV cache (--source kv|hidden|random)", cmd_embed);
+
+// ---- kvlens bench embed: throughput of KV pooling vs hidden-state pooling vs llama.cpp's own pooling ----------
+
+#if __has_include("bench.h")
+#include "bench.h"
+#define KVLENS_EMBED_HAVE_BENCH 1
+#endif
+
+namespace {
+
+struct Speed {
+    std::string name;
+    double best_s = 0;
+    long long tokens = 0;
+    int texts = 0, dim = 0;
+};
+
+int bench_embed(int argc, char ** argv) {
+    CLI::App app{"embedding throughput: KV pooling vs hidden pooling vs llama.cpp mean pooling", "kvlens bench embed"};
+    cli::CommonArgs a;
+    cli::add_model_flags(app, a);
+    std::string file;
+    int n_max = 0, reps = 3;
+    BatchParams bp;
+    app.add_option("-f,--file", file, "texts (.jsonl with \"text\", or one per line)")->required();
+    app.add_option("-n,--n-texts", n_max, "use the first N texts (0 = all)");
+    app.add_option("--reps", reps, "repetitions per method, interleaved; the fastest counts");
+    app.add_option("-c,--ctx-size", bp.n_ctx, "longest text in tokens (longer ones are truncated)");
+    app.add_option("-b,--batch-size", bp.n_batch, "tokens per llama_decode");
+    app.add_option("--n-seq", bp.n_seq, "most texts per llama_decode");
+    app.add_option("-t,--threads", bp.n_threads, "threads (0 = all cores)");
+    app.add_option("--fa,--flash-attn", bp.flash_attn, "flash attention on|off|auto (-fa)");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (reps < 1) throw Error("--reps must be >= 1");
+    auto texts = read_texts("", file);
+    if (n_max > 0 && (int) texts.size() > n_max) texts.resize(n_max);
+    auto model = cli::load_model(a);
+
+    EmbedParams kv;
+    kv.batch = bp;
+    kv.truncate = true;
+    EmbedParams hid = kv;
+    hid.pool.set("source", "hidden");
+    Embedder e_kv(model, kv), e_hid(model, hid);
+    std::vector<std::vector<Token>> toks;
+    for (size_t i = 0; i < texts.size(); ++i) toks.push_back(e_kv.tokens(texts[i], (int) i + 1));
+    BatchParams pbp = bp;
+    pbp.n_ctx = kv.batch.n_ctx > 0 ? kv.batch.n_ctx : e_kv.params().batch.n_ctx;
+    BatchRunner pooled(model, pbp, TapSpec{}, true);
+
+    std::vector<Speed> sp = {{"kv pooling (" + e_kv.params().pool.describe() + ")"},
+                             {"hidden pooling (same layers, token mean, layer mean, l2)"},
+                             {"llama.cpp pooled embeddings (embeddings=true, pooling mean)"}};
+    std::vector<float> out;
+    for (int r = 0; r < reps; ++r) {
+        for (int m = 0; m < 3; ++m) {
+            BatchStats st;
+            if (m == 0) st = e_kv.embed(texts).stats, sp[m].dim = e_kv.dim();
+            else if (m == 1) st = e_hid.embed(texts).stats, sp[m].dim = e_hid.dim();
+            else st = pooled.run_pooled(toks, out), sp[m].dim = model->facts().n_embd;
+            if (r == 0 || st.seconds < sp[m].best_s) sp[m].best_s = st.seconds;
+            sp[m].tokens = st.n_tokens;
+            sp[m].texts = st.n_texts;
+        }
+    }
+    const double base = sp[2].best_s;
+    std::printf("model %s, %d texts, %lld tokens, threads %d, batch %d tokens / %d seqs, best of %d\n\n",
+                a.model.path.c_str(), sp[0].texts, sp[0].tokens, bp.n_threads, std::max(bp.n_batch, pbp.n_ctx),
+                bp.n_seq, reps);
+    std::printf("| method | dim | texts/s | tokens/s | vs llama.cpp pooling |\n|---|---|---|---|---|\n");
+    for (auto & s : sp) {
+        std::printf("| %s | %d | %.1f | %.0f | %.2fx |\n", s.name.c_str(), s.dim, s.texts / s.best_s,
+                    s.tokens / s.best_s, base / s.best_s);
+    }
+    return 0;
+}
+
+}  // namespace
+
+#ifdef KVLENS_EMBED_HAVE_BENCH
+KVLENS_BENCH("embed", "embedding throughput: KV vs hidden vs llama.cpp pooling", bench_embed);
+#else
+KVLENS_COMMAND("bench-embed", "embedding throughput: KV vs hidden vs llama.cpp pooling", bench_embed);
+#endif
