@@ -1,0 +1,141 @@
+// kvlens bench tap: decode and prefill tokens/s with the tap off, on for the last 4 layers, on for all
+// layers, and hidden-state capture on for all layers — same model, threads and prompt, interleaved runs,
+// reported as ratios to tap-off. By default on a random-weight Qwen3-0.6B-shaped Q8_0 GGUF it generates.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "bench.h"
+#include "kvlens/error.h"
+#include "kvlens/random_model.h"
+
+using namespace kvlens;
+
+namespace {
+
+// A realistic minimal subscriber: touches every float it is handed (like a running mean would).
+struct SumConsumer : TapConsumer {
+    double sum = 0;
+    void on_kv(int, int, const float * k, const float * v, int n) override {
+        for (int i = 0; i < n; ++i) sum += k[i] + v[i];
+    }
+    void on_hidden(int, int, const float * h, int n) override {
+        for (int i = 0; i < n; ++i) sum += h[i];
+    }
+};
+
+struct Config {
+    std::string name;
+    TapSpec spec;
+    std::vector<double> prefill_tps, decode_tps;
+};
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string ensure_model(const std::string & shape, const std::string & wtype, const std::string & vocab,
+                         const std::string & dir) {
+    mkdir(dir.c_str(), 0755);
+    std::string path = dir + "/random-" + shape + "-" + wtype + ".gguf";
+    struct stat st{};
+    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return path;
+    RandomModelSpec s = model_shape(shape);
+    s.weight_type = wtype;
+    s.vocab_gguf = vocab;
+    std::fprintf(stderr, "bench: writing %s (random weights, once) ...\n", path.c_str());
+    write_random_model(s, path + ".tmp");
+    std::rename((path + ".tmp").c_str(), path.c_str());
+    return path;
+}
+
+}  // namespace
+
+static int bench_tap(int argc, char ** argv) {
+    CLI::App app{"tap overhead: tokens/s with the tap off / last 4 layers / all layers / hidden states, as ratios", "kvlens bench tap"};
+    cli::CommonArgs a;
+    std::string shape = "qwen3-0.6b", wtype = "q8_0", vocab = std::string(KVLENS_LLAMA_DIR) + "/models/ggml-vocab-qwen2.gguf";
+    std::string cache_dir = "/tmp/kvlens-bench", json_out;
+    int n_prompt = 128, n_decode = 32, reps = 3;
+    app.add_option("-m,--model", a.model.path, "model GGUF (default: generate a random-weight one of --shape)");
+    app.add_option("--shape", shape, "shape of the generated model (qwen3-0.6b, qwen3-8b, llama-3.1-8b, ...)");
+    app.add_option("--wtype", wtype, "weight type of the generated model (f32, f16, q8_0)");
+    app.add_option("--vocab", vocab, "vocabulary GGUF for the generated model");
+    app.add_option("--cache-dir", cache_dir, "where generated models are kept");
+    app.add_option("--prompt-tokens", n_prompt, "prompt length");
+    app.add_option("--decode", n_decode, "tokens decoded per run");
+    app.add_option("--reps", reps, "interleaved repetitions (median reported)");
+    app.add_option("--json", json_out, "also write the results as JSON");
+    app.add_flag("-v,--verbose", a.verbose, "llama.cpp log");
+    cli::add_session_flags(app, a);
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
+    if (a.model.path.empty()) a.model.path = ensure_model(shape, wtype, vocab, cache_dir);
+
+    auto model = cli::load_model(a);
+    const ModelFacts & f = model->facts();
+    if (a.session.n_ctx == 0) a.session.n_ctx = n_prompt + n_decode + 8;
+    std::vector<Token> prompt;
+    auto piece = model->tokenize(" The KV cache an LLM keeps anyway is a free representation.", false);
+    while ((int) prompt.size() < n_prompt) prompt.insert(prompt.end(), piece.begin(), piece.end());
+    prompt.resize(n_prompt);
+
+    std::vector<int> all, last4;
+    for (int l = 0; l < f.n_layer; ++l) all.push_back(l);
+    for (int l = std::max(0, f.n_layer - 4); l < f.n_layer; ++l) last4.push_back(l);
+    std::vector<Config> cfgs(4);
+    cfgs[0].name = "tap off";
+    cfgs[1].name = "K/V last 4 layers", cfgs[1].spec.layers = last4;
+    cfgs[2].name = "K/V all layers", cfgs[2].spec.layers = all;
+    cfgs[3].name = "hidden all layers", cfgs[3].spec.layers = all, cfgs[3].spec.kv = false;
+    cfgs[3].spec.hidden = cfgs[3].spec.hidden_embedding = true;
+
+    std::vector<std::unique_ptr<Session>> sessions;
+    SumConsumer sink;
+    for (auto & c : cfgs) {
+        sessions.emplace_back(new Session(model, a.session));
+        sessions.back()->set_tap(c.spec);
+        sessions.back()->subscribe(&sink);
+    }
+    using clk = std::chrono::steady_clock;
+    std::fprintf(stderr, "bench tap: %s (%s, %d layers), %d prompt + %d decode tokens, %d reps x %zu configs\n",
+                 a.model.path.c_str(), f.arch.c_str(), f.n_layer, n_prompt, n_decode, reps, cfgs.size());
+    auto t_start = clk::now();
+    for (int r = 0; r < reps + 1; ++r) {  // rep 0 warms up and is not counted
+        for (size_t i = 0; i < cfgs.size(); ++i) {
+            Session & s = *sessions[i];
+            s.clear();
+            auto t0 = clk::now();
+            s.eval(prompt);
+            auto t1 = clk::now();
+            for (int k = 0; k < n_decode; ++k) s.eval({s.sample()});
+            auto t2 = clk::now();
+            if (r == 0) continue;
+            cfgs[i].prefill_tps.push_back(n_prompt / std::chrono::duration<double>(t1 - t0).count());
+            cfgs[i].decode_tps.push_back(n_decode / std::chrono::duration<double>(t2 - t1).count());
+        }
+        double el = std::chrono::duration<double>(clk::now() - t_start).count();
+        std::fprintf(stderr, "  rep %d/%d done, %.0f s elapsed, ETA %.0f s\n", r, reps, el, el / (r + 1) * (reps - r));
+    }
+    double p0 = median(cfgs[0].prefill_tps), d0 = median(cfgs[0].decode_tps);
+    std::printf("| config | prefill tok/s | ratio | decode tok/s | ratio | decode slowdown |\n|---|---|---|---|---|---|\n");
+    nlohmann::ordered_json rows = nlohmann::json::array();
+    for (auto & c : cfgs) {
+        double p = median(c.prefill_tps), d = median(c.decode_tps);
+        std::printf("| %s | %.1f | %.3f | %.2f | %.3f | %+.1f%% |\n", c.name.c_str(), p, p / p0, d, d / d0, (d0 / d - 1) * 100);
+        rows.push_back({{"config", c.name}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d}, {"decode_ratio", d / d0}});
+    }
+    if (!json_out.empty())
+        std::ofstream(json_out) << nlohmann::ordered_json{{"model", a.model.path}, {"arch", f.arch}, {"n_layer", f.n_layer},
+                                                           {"n_prompt", n_prompt}, {"n_decode", n_decode}, {"reps", reps}, {"rows", rows}}.dump(1) << "\n";
+    return 0;
+}
+
+KVLENS_BENCH("tap", "tap overhead: tokens/s off / last 4 / all layers / hidden states, as ratios", bench_tap);
