@@ -58,6 +58,7 @@ static int cmd_generate(int argc, char ** argv) {
         std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
         std::printf("\n");
+        std::fflush(stdout);
         std::fprintf(stderr, "[%zu prompt + %zu generated tokens, %.1f tok/s, stop: %s]\n", toks.size(),
                      res.tokens.size(), tps, res.hit_eog ? "end of generation" : "token cap");
     }
