@@ -163,6 +163,7 @@ int bench_classify(int argc, char ** argv) {
     app.add_option("-b,--batch-size", ep.batch.n_batch, "tokens per llama_decode");
     app.add_option("--n-seq", ep.batch.n_seq, "most texts per llama_decode");
     app.add_option("-t,--threads", ep.batch.n_threads, "threads (0 = all cores)");
+    app.add_option("--fa,--flash-attn", ep.batch.flash_attn, "flash attention on|off|auto (-fa)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     ep.pool = PoolConfig::from_knobs(preset, knobs);
     auto srcs = split_list(sources);
