@@ -2,9 +2,9 @@
 //
 // One decode is exactly one ubatch (n_ubatch = n_batch, unified KV cache so llama.cpp splits "simple", in
 // batch order), so row r of a tapped tensor is batch token r, whose (text, position) we laid out ourselves.
-// A graph may hold several nodes named Kcur-<il> / Vcur-<il> (the projection, its 3-d reshape, the RoPE
-// output); the one written to the cache is the last in graph order, so per layer we keep only the latest
-// rows and hand them out after llama_decode returns.
+// The tap filter (tap_callback.h) picks the nodes; should a graph ever offer several matching nodes for one
+// layer and kind, the last in graph order is the one that reaches the cache, so per layer we keep only the
+// latest rows and hand them out after llama_decode returns.
 #include "kvlens/batch_embed.h"
 
 #include <algorithm>

@@ -38,8 +38,11 @@ void expect_close(const float * a, const float * b, int n, double tol, const std
 TEST(EmbedModel, BatchedEqualsOneByOne) {
     KVLENS_REQUIRE_FILE(test::stories_gguf());
     auto model = stories();
-    const char * configs[][3] = {
-        {"kv", "mean", "mean"}, {"kv", "last", "flatten"}, {"hidden", "mean", "flatten"}, {"kv", "sum", "last"}};
+    const char * configs[][4] = {{"kv", "mean", "mean", "auto"},
+                                 {"kv", "mean", "mean", "off"},  // V cache transposed without flash attention
+                                 {"kv", "last", "flatten", "on"},
+                                 {"hidden", "mean", "flatten", "auto"},
+                                 {"kv", "sum", "last", "off"}};
     for (auto & c : configs) {
         EmbedParams ep;
         ep.pool.set("source", c[0]);
@@ -50,6 +53,7 @@ TEST(EmbedModel, BatchedEqualsOneByOne) {
         ep.batch.n_batch = 64;  // forces several decodes of several texts each
         ep.batch.n_seq = 3;
         ep.batch.n_threads = 1;
+        ep.batch.flash_attn = c[3];
         Embedder emb(model, ep);
         auto all = texts();
         EmbedRun r = emb.embed(all);
