@@ -10,16 +10,13 @@
 #include <sstream>
 
 #include "args.h"
+#include "bench.h"
 #include "command.h"
 #include "kvlens/arith.h"
 #include "kvlens/embed.h"
 #include "kvlens/error.h"
 #include "kvlens/probe_eval.h"
 
-#if __has_include("bench.h")
-#include "bench.h"
-#define KVLENS_HAVE_BENCH_REGISTRY 1
-#endif
 
 using namespace kvlens;
 
@@ -213,8 +210,4 @@ int bench_classify(int argc, char ** argv) {
 
 }  // namespace
 
-#ifdef KVLENS_HAVE_BENCH_REGISTRY
 KVLENS_BENCH("classify", "MTEB-style classification probe: KV vs hidden vs random embeddings", bench_classify);
-#else
-KVLENS_COMMAND("bench-classify", "MTEB-style classification probe: KV vs hidden vs random embeddings", bench_classify);
-#endif

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "bench.h"
 #include "command.h"
 #include "kvlens/embed.h"
 #include "kvlens/error.h"
@@ -101,11 +102,6 @@ KVLENS_COMMAND("embed", "one vector per text pooled from the KV cache (--source 
 
 // ---- kvlens bench embed: throughput of KV pooling vs hidden-state pooling vs llama.cpp's own pooling ----------
 
-#if __has_include("bench.h")
-#include "bench.h"
-#define KVLENS_EMBED_HAVE_BENCH 1
-#endif
-
 namespace {
 
 struct Speed {
@@ -177,8 +173,4 @@ int bench_embed(int argc, char ** argv) {
 
 }  // namespace
 
-#ifdef KVLENS_EMBED_HAVE_BENCH
 KVLENS_BENCH("embed", "embedding throughput: KV vs hidden vs llama.cpp pooling", bench_embed);
-#else
-KVLENS_COMMAND("bench-embed", "embedding throughput: KV vs hidden vs llama.cpp pooling", bench_embed);
-#endif
