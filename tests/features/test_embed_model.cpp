@@ -140,4 +140,12 @@ TEST(EmbedModel, CliWritesNpyAndRejectsBadInput) {
     }
     EXPECT_NE(test::run(bin + " embed -m " + m + " -f " + jsonl, &out), 0);
     EXPECT_NE(out.find(":2: missing \"text\""), std::string::npos) << out;
+
+    // bench classify: a dataset folder without its files, an unknown source
+    std::string ds = tmp.path + "/sets/broken";
+    ASSERT_EQ(test::run("mkdir -p " + ds + " && echo '{\"text\": \"a\", \"label\": 0}' > " + ds + "/train.jsonl"), 0);
+    EXPECT_NE(test::run(bin + " bench classify -m " + m + " --data " + tmp.path + "/sets --sets broken", &out), 0);
+    EXPECT_NE(out.find("test.jsonl"), std::string::npos) << out;
+    EXPECT_NE(test::run(bin + " bench classify -m " + m + " --data " + tmp.path + "/sets --sources kv,logits", &out), 0);
+    EXPECT_NE(out.find("unknown --source 'logits'"), std::string::npos) << out;
 }
