@@ -11,10 +11,16 @@
 // Two answer modes, written like Qwen3's (the assistant turn after "<|im_start|>assistant\n"):
 //   fast: "<think>\n</think>\n\n" ANSWER "<|im_end|>"
 //   slow: "<think>\n" STEPS "</think>\n\n" ANSWER "<|im_end|>"
-// STEPS is one line per column, least significant first: the column's digits, the carry in, and the
-// column sum as two digits (carry out, result digit), e.g. for 4721+3856:
-//   "1+6+0=07\n2+5+0=07\n7+8+0=15\n4+3+1=08\n"  -> answer "8577"
-// The answer is the last line's carry (when non-zero) followed by the result digits read bottom-up.
+// STEPS is one line per column, least significant first; every field is fixed-width so each token is either a
+// copy at a constant distance or a one-column sum (easy for a tiny model). A line reads
+//   R1+R2[+R3] '|' a+b[+c]+k=NN ';' S
+// Ri: operand i with the already-added columns shifted out ('.' fills); a, b, c: this column's digits; k: the
+// carry in; NN: carry out and result digit; S: the result digits so far (most significant first, '.' fills).
+// For 4721+3856:
+//   "4721+3856|1+6+0=07;7...\n"
+//   ".472+.385|2+5+0=07;77..\n"
+//   "..47+..38|7+8+0=15;577.\n"
+//   "...4+...3|4+3+1=08;8577\n"   -> answer "8577" (the last carry, when non-zero, then the last S)
 // The number of steps (and the trace length) grows with the number of digits and operands.
 #pragma once
 #include <cstdint>

@@ -95,26 +95,42 @@ std::string arith_chat_prompt(const ArithProblem & p) {
     return "<|im_start|>user\n" + p.question + "<|im_end|>\n<|im_start|>assistant\n";
 }
 
+// One line per column, least significant first, every field fixed-width so that each token is a copy at a
+// constant distance (the line above, or earlier in the same line) or a one-column sum:
+//   R1+R2[+R3] '|' a+b[+c]+k=NN ';' S '\n'
+// Ri: operand i with the columns already added shifted out (right-aligned, '.' fills); a, b, c: this column's
+// digits (the last digit of each Ri); k: the carry in; NN: carry out and result digit; S: the result digits so
+// far, most significant first, left-aligned, '.' fills. The answer is the last carry (if non-zero) + the last S.
 std::vector<std::string> arith_trace_steps(const ArithProblem & p) {
     check_level(p.level);
     const int d = arith_level_digits(p.level);
-    std::vector<std::vector<int>> cols;
-    for (int64_t v : p.operands) cols.push_back(digits_lsf(v, d));
+    std::vector<std::string> ops;
+    for (int64_t v : p.operands) {
+        std::string s = std::to_string(v);
+        ops.push_back(std::string(d - std::min<int>(d, int(s.size())), '0') + s);
+    }
     std::vector<std::string> steps;
+    std::string result;  // result digits so far, most significant first
     int carry = 0;
     for (int i = 0; i < d; ++i) {
         std::string line;
+        for (size_t j = 0; j < ops.size(); ++j) {
+            line += (j ? "+" : "") + std::string(i, '.') + ops[j].substr(0, d - i);
+        }
+        line += '|';
         int s = carry;
-        for (const auto & c : cols) {
-            line += char('0' + c[i]);
+        for (const auto & o : ops) {
+            const int digit = o[d - 1 - i] - '0';
+            line += char('0' + digit);
             line += '+';
-            s += c[i];
+            s += digit;
         }
         line += char('0' + carry);
         line += '=';
         line += char('0' + s / 10);
         line += char('0' + s % 10);
-        line += '\n';
+        result.insert(result.begin(), char('0' + s % 10));
+        line += ';' + result + std::string(d - result.size(), '.') + '\n';
         steps.push_back(line);
         carry = s / 10;
     }

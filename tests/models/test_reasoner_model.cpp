@@ -85,7 +85,7 @@ TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
 
 TEST(ReasonerModel, GatesOnFixedSample) {
     quiet_llama_logs();
-    Generator gen(kModel, 2);
+    Generator gen(kModel, 1);
     EvalReport r = evaluate(gen, 20, 7, 16, 96, nullptr, nullptr);
     EvalArgs a;
     a.model = kModel;

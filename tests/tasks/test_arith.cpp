@@ -44,13 +44,14 @@ TEST(Arith, TraceFormat) {
     p.answer = "8577";
     auto steps = arith_trace_steps(p);
     ASSERT_EQ(steps.size(), 4u);
-    EXPECT_EQ(steps[0], "1+6+0=07\n");
-    EXPECT_EQ(steps[2], "7+8+0=15\n");
-    EXPECT_EQ(steps[3], "4+3+1=08\n");
+    EXPECT_EQ(steps[0], "4721+3856|1+6+0=07;7...\n");
+    EXPECT_EQ(steps[1], ".472+.385|2+5+0=07;77..\n");
+    EXPECT_EQ(steps[2], "..47+..38|7+8+0=15;577.\n");
+    EXPECT_EQ(steps[3], "...4+...3|4+3+1=08;8577\n");
     EXPECT_EQ(arith_fast_text(p), "<think>\n</think>\n\n8577<|im_end|>");
-    EXPECT_EQ(arith_slow_text(p), "<think>\n1+6+0=07\n2+5+0=07\n7+8+0=15\n4+3+1=08\n</think>\n\n8577<|im_end|>");
-    EXPECT_EQ(arith_cut_text(p, 1), "<think>\n1+6+0=07\n</think>\n\n8577<|im_end|>");
-    EXPECT_EQ(arith_fast_then_slow_text(p).rfind("<think>\n</think>\n\n<think>\n1+6", 0), 0u);
+    EXPECT_EQ(arith_slow_text(p), "<think>\n" + steps[0] + steps[1] + steps[2] + steps[3] + "</think>\n\n8577<|im_end|>");
+    EXPECT_EQ(arith_cut_text(p, 1), "<think>\n" + steps[0] + "</think>\n\n8577<|im_end|>");
+    EXPECT_EQ(arith_fast_then_slow_text(p).rfind("<think>\n</think>\n\n<think>\n4721+", 0), 0u);
     EXPECT_EQ(arith_chat_prompt(p), "<|im_start|>user\n4721+3856<|im_end|>\n<|im_start|>assistant\n");
     EXPECT_THROW(arith_cut_text(p, 5), Error);
 }
@@ -59,8 +60,22 @@ TEST(Arith, ThreeOperandTrace) {
     auto p = arith_generate(5, 7);
     auto steps = arith_trace_steps(p);
     ASSERT_EQ(steps.size(), 4u);
-    EXPECT_EQ(steps[0].size(), 11u);  // "a+b+c+k=NN\n"
+    EXPECT_EQ(steps[0].size(), 31u);  // "R1+R2+R3|a+b+c+k=NN;SSSS\n"
+    for (const auto & st : steps) EXPECT_EQ(st.size(), steps[0].size());
     EXPECT_EQ(arith_extract_answer(arith_slow_text(p)).value(), p.answer);
+}
+
+TEST(Arith, TraceCarriesAnswer) {
+    for (int level = kArithMinLevel; level <= kArithMaxLevel; ++level) {
+        for (uint64_t s = 0; s < 100; ++s) {
+            auto p = arith_generate(level, s);
+            const auto steps = arith_trace_steps(p);
+            const std::string & last = steps.back();
+            const std::string S = last.substr(last.find(';') + 1, arith_level_digits(level));
+            const char carry = last[last.find('=') + 1];
+            EXPECT_EQ((carry != '0' ? std::string(1, carry) : std::string()) + S, p.answer) << last;
+        }
+    }
 }
 
 TEST(Arith, SlowTraceLongerOnHardLevels) {

@@ -46,7 +46,22 @@ ggml_opt_optimizer_params opt_pars(void * ud) {
     return p;
 }
 
+// ggml's cross-entropy gives a row with all-zero labels the gradient softmax(logits): a push towards uniform
+// predictions at every prompt/padding position. The logits of rows outside the loss are therefore multiplied
+// by 0 (row_keep) before the loss: their labels are all zero, so they add no loss and now no gradient.
+ggml_tensor * g_row_keep = nullptr;
+
+double per_target_loss(double mean_loss, const PackedBatch & pb, int n_vocab) {
+    int n_tgt = 0;
+    for (int32_t l : pb.label) n_tgt += l >= 0;
+    const double n = double(pb.label.size());
+    return mean_loss * n / std::max(1, n_tgt);  // ggml averages over all rows; rows outside the loss add 0
+}
+
 void set_batch(ggml_opt_context_t opt, const BatchInputs & in, const PackedBatch & pb, int n_vocab) {
+    std::vector<float> keep(pb.label.size());
+    for (size_t i = 0; i < keep.size(); ++i) keep[i] = pb.label[i] >= 0 ? 1.0f : 0.0f;
+    ggml_backend_tensor_set(g_row_keep, keep.data(), 0, ggml_nbytes(g_row_keep));
     ggml_backend_tensor_set(in.tokens, pb.tokens.data(), 0, ggml_nbytes(in.tokens));
     ggml_backend_tensor_set(in.pos, pb.pos.data(), 0, ggml_nbytes(in.pos));
     ggml_backend_tensor_set(in.mask, pb.mask.data(), 0, ggml_nbytes(in.mask));
@@ -108,17 +123,18 @@ int run_train(const TrainArgs & a) {
     const int T = a.row_len, B = a.batch_rows;
 
     // static inputs
-    ggml_init_params ipi = {ggml_tensor_overhead() * 4, nullptr, true};
+    ggml_init_params ipi = {ggml_tensor_overhead() * 5, nullptr, true};
     ggml_context * ctx_in = ggml_init(ipi);
     BatchInputs in;
     in.tokens = ggml_new_tensor_1d(ctx_in, GGML_TYPE_I32, T * B);
     in.pos = ggml_new_tensor_1d(ctx_in, GGML_TYPE_I32, T * B);
     in.mask = ggml_new_tensor_4d(ctx_in, GGML_TYPE_F32, T, T, 1, B);
+    g_row_keep = ggml_new_tensor_2d(ctx_in, GGML_TYPE_F32, 1, T * B);
     ggml_backend_buffer_t buf_in = ggml_backend_alloc_ctx_tensors(ctx_in, backend);
 
     ggml_init_params ipc = {ggml_tensor_overhead() * 32768 + 4 * ggml_graph_overhead_custom(16384, true), nullptr, true};
     ggml_context * ctx_compute = ggml_init(ipc);
-    ggml_tensor * logits = forward(ctx_compute, w, in, T, B);
+    ggml_tensor * logits = ggml_mul(ctx_compute, forward(ctx_compute, w, in, T, B), g_row_keep);
 
     ggml_backend_sched_t bsched = ggml_backend_sched_new(&backend, nullptr, 1, 16384, false, false);
     ggml_opt_params op = ggml_opt_default_params(bsched, GGML_OPT_LOSS_TYPE_CROSS_ENTROPY);
@@ -152,7 +168,7 @@ int run_train(const TrainArgs & a) {
             ggml_opt_eval(opt, res);
             double loss;
             ggml_opt_result_loss(res, &loss, nullptr);
-            loss_sum += loss;
+            loss_sum += per_target_loss(loss, pb, hp.n_vocab);
             ++nb;
             std::vector<int32_t> pred(size_t(T) * B);
             ggml_opt_result_pred(res, pred.data());
@@ -210,10 +226,7 @@ int run_train(const TrainArgs & a) {
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
-        // the loss is averaged over all T*B rows; report it per target token
-        int n_tgt = 0;
-        for (int32_t l : pb.label) n_tgt += l >= 0;
-        loss_acc += loss * double(T * B) / std::max(1, n_tgt);
+        loss_acc += per_target_loss(loss, pb, hp.n_vocab);
         ++loss_n;
         for (auto & s : pb.spans) tokens_done += s.len;
         ++sched.step;
