@@ -10,6 +10,7 @@
 // Degenerate chains (fewer than 2 points, ‖x_N − x_0‖ = 0, arccos cos(x_N, x_0) = 0, a zero-norm vector at
 // either end, or any non-finite result) have no score: std::nullopt, never NaN.
 #pragma once
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,8 @@ public:
     void clear() { d_.clear(); theta_.clear(); }
     int size() const { return (int) d_.size(); }
     std::optional<CoeScores> scores(double D, double Theta) const;
+    size_t state_floats() const { return d_.size() + theta_.size(); }  // scalars held (two per step)
+    size_t state_bytes() const { return (d_.capacity() + theta_.capacity()) * sizeof(double); }  // allocated
 
 private:
     std::vector<double> d_, theta_;
@@ -50,6 +53,11 @@ public:
     int n_points() const { return n_; }
     int dim() const { return (int) first_.size(); }
     void reset();
+    // Memory held: x_0, the previous x, the scratch x and two scalars per step (values; allocated bytes).
+    size_t state_floats() const { return first_.size() + prev_.size() + cur_.size() + steps_.state_floats(); }
+    size_t state_bytes() const {
+        return (first_.capacity() + prev_.capacity() + cur_.capacity()) * sizeof(double) + steps_.state_bytes();
+    }
 
 private:
     bool l2_;
@@ -71,6 +79,17 @@ public:
     long count(int slot) const { return count_.at(slot); }
     void reset(int n_slots);
     void reset() { reset(n_slots()); }
+    // Memory held: one running sum per slot (n_slots × width) and one count per slot (values; allocated bytes).
+    size_t state_floats() const {
+        size_t n = count_.size();
+        for (const auto & s : sum_) n += s.size();
+        return n;
+    }
+    size_t state_bytes() const {
+        size_t n = count_.capacity() * sizeof(long);
+        for (const auto & s : sum_) n += s.capacity() * sizeof(double);
+        return n;
+    }
 
 private:
     int dim_ = 0;
@@ -112,6 +131,11 @@ public:
     int n_tokens() const { return token_.n_points(); }
     bool valid() const { return valid_; }
     const KvCoeOptions & options() const { return opt_; }
+    // Memory of the three chains plus pending token rows and scratch: scalar values held (all doubles except
+    // the float scratch row) and bytes allocated. Independent of the number of tokens except two scalars per
+    // token-axis step; pending rows are bounded by the batch size and empty after token_axis().
+    size_t state_floats() const;
+    size_t state_bytes() const;
 
 private:
     struct Pending {

@@ -135,4 +135,16 @@ std::optional<CoeScores> KvCoeConsumer::hidden() const {
     return hidden_.result();
 }
 
+size_t KvCoeConsumer::state_floats() const {
+    size_t n = row_.size() + token_.state_floats() + layer_.state_floats() + hidden_.state_floats();
+    for (const auto & [pos, p] : pending_) n += p.sum.size();
+    return n;
+}
+
+size_t KvCoeConsumer::state_bytes() const {
+    size_t n = row_.capacity() * sizeof(float) + token_.state_bytes() + layer_.state_bytes() + hidden_.state_bytes();
+    for (const auto & [pos, p] : pending_) n += p.sum.capacity() * sizeof(double) + sizeof(Pending);
+    return n;
+}
+
 }  // namespace kvlens

@@ -94,6 +94,7 @@ void fill_row(BenchFormat format, const RowReader & r, const std::string & langu
             row.id = r.text_or("id", idx);
             row.question = r.text("question");
             row.reference = r.text("answer");
+            if (r.has("level")) row.extra["level"] = r.text("level");  // as `kvlens arith` writes it
             break;
     }
 }

@@ -1,0 +1,80 @@
+// kvlens arith -n N --seed S --levels 1-5 -o F.jsonl: held-out arithmetic problems (the reasoner's task family,
+// kvlens/arith.h) as JSONL rows {id, question, answer, level, seed} — the format `--format arith` reads.
+// Seeds: kArithEvalSeedBit | kHeldOutBit | (S << 32) | i. The eval bit keeps them disjoint from training
+// (training seeds never have it); bit 62 keeps them disjoint from kvlens-train's own evaluation problems
+// (kArithEvalSeedBit | (seed·1e6 + level·1e5 + i), always below 2^62). Levels are cycled, so they are balanced.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/arith.h"
+#include "kvlens/error.h"
+
+using namespace kvlens;
+
+namespace {
+
+constexpr uint64_t kHeldOutBit = 1ull << 62;
+
+std::vector<int> parse_levels(const std::string & spec) {
+    std::vector<int> out;
+    size_t i = 0;
+    while (i <= spec.size()) {
+        size_t j = spec.find(',', i);
+        if (j == std::string::npos) j = spec.size();
+        std::string item = spec.substr(i, j - i);
+        int a = 0, b = 0;
+        char dash = 0, extra = 0;
+        const int n = std::sscanf(item.c_str(), "%d%c%d%c", &a, &dash, &b, &extra);
+        if (n == 1) b = a;
+        else if (!(n == 3 && dash == '-')) throw Error("--levels: cannot read '" + item + "' (e.g. 1-5 or 2,4)");
+        if (a < kArithMinLevel || b > kArithMaxLevel || a > b)
+            throw Error("--levels: '" + item + "' is outside " + std::to_string(kArithMinLevel) + "-" + std::to_string(kArithMaxLevel));
+        for (int l = a; l <= b; ++l) out.push_back(l);
+        i = j + 1;
+    }
+    if (out.empty()) throw Error("--levels: no level given");
+    return out;
+}
+
+}  // namespace
+
+static int cmd_arith(int argc, char ** argv) {
+    CLI::App app{"write held-out arithmetic problems (the reasoner's task family) as JSONL for --format arith", "kvlens arith"};
+    int n = 1000;
+    uint32_t seed = 1;
+    std::string levels_spec = "1-5", out_path;
+    app.add_option("-n,--n-problems", n, "number of problems");
+    app.add_option("-s,--seed", seed, "seed of this problem set (sets with different seeds are disjoint)");
+    app.add_option("--levels", levels_spec, "levels to cycle through: 1-5, 3, 2,4 ...");
+    app.add_option("-o,--output", out_path, "output JSONL (- for stdout)")->required();
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (n < 1 || n > (1 << 30)) throw Error("-n must be in 1..2^30");
+    const auto levels = parse_levels(levels_spec);
+
+    std::ofstream file;
+    if (out_path != "-") {
+        file.open(out_path, std::ios::binary);
+        if (!file) throw Error("cannot write " + out_path);
+    }
+    std::ostream & out = out_path == "-" ? std::cout : file;
+    for (int i = 0; i < n; ++i) {
+        const int level = levels[i % levels.size()];
+        const uint64_t s = kArithEvalSeedBit | kHeldOutBit | ((uint64_t) seed << 32) | (uint64_t) i;
+        const ArithProblem p = arith_generate(level, s);
+        nlohmann::ordered_json j = {{"id", "s" + std::to_string(seed) + "-" + std::to_string(i)},
+                                    {"question", p.question}, {"answer", p.answer}, {"level", level},
+                                    {"seed", std::to_string(s)}};
+        out << j.dump() << "\n";
+    }
+    out.flush();
+    if (!out) throw Error("write failed: " + out_path);
+    if (out_path != "-") std::fprintf(stderr, "arith: %d problems (levels %s) written to %s\n", n, levels_spec.c_str(), out_path.c_str());
+    return 0;
+}
+
+KVLENS_COMMAND("arith", "write held-out arithmetic problems (JSONL for --format arith)", cmd_arith);

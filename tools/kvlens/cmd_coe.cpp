@@ -1,0 +1,178 @@
+// kvlens coe -m M --data F.jsonl --format FMT -o R.jsonl: greedy answers with KV Chain-of-Embedding scores.
+// One pass per sample on one Session: the tap feeds the KV token-axis, KV layer-axis and hidden-state CoE
+// chains; the per-token distributions give maxprob / perplexity / entropy. One JSON record per sample
+// (kvlens/coe_run.h); resumable (ids already in R.jsonl are skipped, new records appended).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/answers.h"
+#include "kvlens/arith.h"
+#include "kvlens/coe_run.h"
+#include "kvlens/error.h"
+
+using namespace kvlens;
+
+namespace {
+
+// The assistant-turn prefix a mode puts after the chat template's assistant opener.
+std::string mode_prefix(const std::string & mode) {
+    if (mode == "slow") return kArithSlowPrefix;
+    if (mode == "fast") return kArithFastPrefix;
+    if (mode == "none") return "";
+    throw Error("unknown --mode '" + mode + "' (expected slow, fast or none)");
+}
+
+std::string fmt_duration(double s) {
+    char b[32];
+    if (s < 90) std::snprintf(b, sizeof b, "%.0fs", s);
+    else if (s < 5400) std::snprintf(b, sizeof b, "%.1fm", s / 60);
+    else std::snprintf(b, sizeof b, "%.1fh", s / 3600);
+    return b;
+}
+
+// Ids already in the records file (resume). A torn last line (a run killed mid-write) is cut off; a file that
+// does not end with a newline gets one.
+std::set<std::string> resume_ids(const std::string & path, int * n_correct) {
+    std::set<std::string> ids;
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0 || st.st_size == 0) return ids;
+    size_t good = 0;
+    auto recs = read_coe_records(path, true, &good);
+    if (good < (size_t) st.st_size) {
+        std::fprintf(stderr, "coe: %s: dropping a torn last line (%zu bytes)\n", path.c_str(), (size_t) st.st_size - good);
+        if (truncate(path.c_str(), (off_t) good) != 0) throw Error("cannot truncate " + path);
+    }
+    if (good > 0) {
+        std::ifstream in(path, std::ios::binary);
+        in.seekg((std::streamoff) good - 1);
+        if (in.get() != '\n') std::ofstream(path, std::ios::app) << "\n";
+    }
+    for (auto & r : recs) {
+        ids.insert(r.id);
+        *n_correct += r.correct ? 1 : 0;
+    }
+    return ids;
+}
+
+}  // namespace
+
+static int cmd_coe(int argc, char ** argv) {
+    CLI::App app{"greedy answers to a benchmark with KV-CoE, hidden CoE and output-based self-evaluation scores",
+                 "kvlens coe"};
+    cli::CommonArgs a;
+    std::string data, format, out_path, mode = "none", tmpl, layers_spec = "all", kv_part = "kv", language = "en";
+    int max_tokens = 2048, limit = 0;
+    bool l2 = false, raw = false;
+    cli::add_model_flags(app, a);
+    cli::add_session_flags(app, a);
+    app.add_option("--data", data, "benchmark JSONL")->required();
+    app.add_option("--format", format, "gsm8k|mgsm|math|theoremqa|csqa|belebele|arith")->required();
+    app.add_option("-o,--output", out_path, "records JSONL (appended; ids already there are skipped)")->required();
+    app.add_option("-n,--max-tokens", max_tokens, "generation cap per sample (reaching it: hit_cap, counted incorrect)");
+    app.add_option("--mode", mode, "assistant-turn prefix: slow (\"<think>\\n\"), fast (\"<think>\\n</think>\\n\\n\") or none");
+    app.add_option("--limit", limit, "only the first N rows of the data (0 = all)");
+    app.add_option("--lang", language, "mgsm: the question's language field");
+    app.add_option("--layers", layers_spec, "layers of the chains: all, last:N, 0,3,5, 2-5");
+    app.add_option("--kv-part", kv_part, "KV chains on kv ([K;V]), k or v");
+    app.add_flag("--l2", l2, "L2-normalise each token's x_t on the KV token axis");
+    app.add_option("--chat-template", tmpl, "chat template override (text or llama.cpp built-in name, e.g. chatml)");
+    app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (max_tokens < 1) throw Error("--max-tokens must be >= 1");
+    if (limit < 0) throw Error("--limit must be >= 0");
+    const std::string prefix = mode_prefix(mode);
+    const BenchFormat fmt = parse_bench_format(format);
+
+    auto rows = load_benchmark(data, fmt, language);
+    if (limit > 0 && (int) rows.size() > limit) rows.resize(limit);
+    {
+        std::set<std::string> seen;
+        for (auto & r : rows)
+            if (!seen.insert(r.id).second) throw Error(data + ": duplicate id '" + r.id + "' (resuming is keyed on ids)");
+    }
+    int n_correct = 0;
+    const auto done = resume_ids(out_path, &n_correct);
+    const int n_done_before = (int) done.size();
+
+    auto model = cli::load_model(a);
+    const bool chat = !raw && (!tmpl.empty() || model->has_chat_template());
+    if (!chat && mode != "none") throw Error("--mode " + mode + " needs a chat template (the model has none: pass --chat-template)");
+    if (!chat) std::fprintf(stderr, "coe: no chat template: prompting with the user message as is\n");
+
+    CoeRunOptions ro;
+    ro.max_tokens = max_tokens;
+    ro.layers = parse_layers(layers_spec, model->facts().n_layer);
+    ro.kv_part = parse_kv_part(kv_part);
+    ro.l2_normalize = l2;
+    Session session(model, a.session);
+    SamplingParams greedy;
+    greedy.temp = 0;
+    session.set_sampling(greedy);
+    CoeRunner runner(session, ro);
+
+    std::ofstream out(out_path, std::ios::app | std::ios::binary);
+    if (!out) throw Error("cannot write " + out_path);
+    int todo = 0;
+    for (auto & r : rows) todo += done.count(r.id) ? 0 : 1;
+    std::fprintf(stderr, "coe: %zu rows, %d done already, %d to run; %s, %d layers, mode %s, cap %d tokens, ctx %d\n",
+                 rows.size(), n_done_before, todo, model->facts().arch.c_str(), (int) ro.layers.size(), mode.c_str(),
+                 max_tokens, session.n_ctx());
+
+    using clk = std::chrono::steady_clock;
+    const auto t0 = clk::now();
+    auto last_print = t0;
+    long n_tok = 0;
+    int n_run = 0, n_cap = 0, n_null = 0, n_short_cap = 0;
+    for (auto & row : rows) {
+        if (done.count(row.id)) continue;
+        std::string text = chat ? model->apply_chat_template({{"user", row.prompt}}, true, tmpl) + prefix : row.prompt;
+        auto toks = model->tokenize(text, !chat, true);
+        CoeSample s = runner.run(toks);
+        if (s.cap < max_tokens) ++n_short_cap;
+
+        CoeRecord rec;
+        rec.id = row.id;
+        rec.info["format"] = to_string(fmt);
+        rec.info["mode"] = mode;
+        rec.info["reference"] = row.reference;
+        for (const char * f : {"level", "answer_type", "subject"})
+            if (row.extra.count(f)) rec.info[f] = row.extra.at(f);
+        fill_coe_record(rec, s);
+        // the assistant turn as a whole (mode prefix + generation) is what the checker reads
+        AnswerCheck chk = check_answer(fmt, prefix + s.text, row);
+        rec.extracted = chk.extracted;
+        rec.correct = chk.correct && !s.hit_cap;  // a capped generation counts as incorrect
+        out << coe_record_json(rec) << "\n";
+        out.flush();
+        if (!out) throw Error("write failed: " + out_path);
+
+        ++n_run;
+        n_tok += (long) s.tokens.size();
+        n_correct += rec.correct ? 1 : 0;
+        n_cap += s.hit_cap ? 1 : 0;
+        n_null += (!s.kv_token || !s.kv_layer || !s.hidden) ? 1 : 0;
+        const auto now = clk::now();
+        if (std::chrono::duration<double>(now - last_print).count() >= 2.0 || n_run == todo) {
+            last_print = now;
+            const double el = std::chrono::duration<double>(now - t0).count();
+            const double sps = n_run / el;
+            std::fprintf(stderr, "coe: %d/%d  %.2f samples/s  %.0f tok/s  ETA %s  acc %.3f  cap %d  null %d\n",
+                         n_done_before + n_run, (int) rows.size(), sps, n_tok / el, fmt_duration((todo - n_run) / sps).c_str(),
+                         (double) n_correct / (n_done_before + n_run), n_cap, n_null);
+        }
+    }
+    if (n_short_cap) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, session.n_ctx());
+    const int total = n_done_before + n_run;
+    std::fprintf(stderr, "coe: done: %d records in %s (%d new), accuracy %.3f, %d hit the cap\n", total, out_path.c_str(),
+                 n_run, total ? (double) n_correct / total : 0.0, n_cap);
+    return 0;
+}
+
+KVLENS_COMMAND("coe", "answer a benchmark greedily, with KV-CoE / hidden CoE / maxprob / ppl / entropy per sample", cmd_coe);

@@ -1,0 +1,164 @@
+// kvlens eval <what> ...: evaluations of result files. Subcommands live in the table below (add "think" etc.).
+//   kvlens eval coe R.jsonl [--json F] [--plot roc.svg]: accuracy and AUROC / FPR95 / AUPR of every
+//   self-evaluation score in the records of `kvlens coe`.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/coe_run.h"
+#include "kvlens/error.h"
+#include "kvlens/metrics.h"
+#include "kvlens/plot.h"
+
+using namespace kvlens;
+
+namespace {
+
+// Rows without a score (a degenerate CoE chain, an empty answer) are ranked lowest: they get a value below every
+// finite score of that column (all tied), i.e. they are predicted "least likely correct". This keeps every
+// sample in every metric, so all scores are compared on the same set.
+std::vector<double> fill_nulls(const std::vector<std::optional<double>> & v, int * n_null) {
+    double lo = std::numeric_limits<double>::infinity();
+    *n_null = 0;
+    for (auto & x : v) {
+        if (x && std::isfinite(*x)) lo = std::min(lo, *x);
+        else ++*n_null;
+    }
+    const double fill = std::isfinite(lo) ? lo - 1.0 - std::fabs(lo) : 0.0;
+    std::vector<double> out;
+    out.reserve(v.size());
+    for (auto & x : v) out.push_back(x && std::isfinite(*x) ? *x : fill);
+    return out;
+}
+
+std::string pct(const std::optional<double> & v) {
+    if (!v) return "—";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", *v * 100);
+    return b;
+}
+
+nlohmann::ordered_json opt(const std::optional<double> & v) {
+    return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+}
+
+std::vector<std::string> split_csv(const std::string & s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+int eval_coe(int argc, char ** argv) {
+    CLI::App app{"accuracy and AUROC / FPR95 / AUPR of every self-evaluation score in kvlens coe records", "kvlens eval coe"};
+    std::string path, json_out, plot_out, title = "KV-CoE self-evaluation";
+    std::string plot_scores = "maxprob,ppl,entropy,kv_token.r,kv_token.c,kv_layer.r,kv_layer.c,hidden.r,hidden.c";
+    app.add_option("records", path, "records JSONL written by kvlens coe")->required();
+    app.add_option("--json", json_out, "also write the results as JSON");
+    app.add_option("--plot", plot_out, "draw the ROC curves to an SVG file");
+    app.add_option("--plot-scores", plot_scores, "scores on the plot (comma-separated keys)");
+    app.add_option("--title", title, "plot title");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+
+    const auto recs = read_coe_records(path);
+    if (recs.empty()) throw Error(path + ": no records");
+    const auto & names = coe_score_names();
+    std::vector<int> labels;
+    std::vector<std::vector<std::optional<double>>> cols(names.size());
+    int n_cap = 0;
+    long n_tok = 0;
+    for (auto & r : recs) {
+        labels.push_back(r.correct ? 1 : 0);
+        n_cap += r.hit_cap ? 1 : 0;
+        n_tok += r.tokens;
+        auto sc = coe_record_scores(r);
+        for (size_t i = 0; i < names.size(); ++i) cols[i].push_back(sc[i]);
+    }
+    const double acc = *accuracy(labels);
+    const int n_pos = (int) std::count(labels.begin(), labels.end(), 1);
+    std::printf("records: %zu (%s)\naccuracy: %.2f%% (%d correct, %d wrong); hit the token cap: %d (counted incorrect); "
+                "mean tokens: %.1f\n\n",
+                recs.size(), path.c_str(), acc * 100, n_pos, (int) recs.size() - n_pos, n_cap, (double) n_tok / recs.size());
+    std::printf("| score | AUROC ↑ | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|\n");
+
+    nlohmann::ordered_json jrows = nlohmann::ordered_json::array();
+    std::map<std::string, std::vector<RocPoint>> rocs;
+    std::string best;
+    double best_auroc = -1;
+    for (size_t i = 0; i < names.size(); ++i) {
+        int n_null = 0;
+        auto v = fill_nulls(cols[i], &n_null);
+        SelfEvalMetrics m = self_eval_metrics(v, labels);
+        auto ap_trap = aupr_trapezoid(v, labels);
+        std::printf("| %s | %s | %s | %s | %d |\n", names[i].label, pct(m.auroc).c_str(), pct(m.fpr95).c_str(),
+                    pct(m.aupr).c_str(), n_null);
+        jrows.push_back({{"key", names[i].key}, {"label", names[i].label}, {"auroc", opt(m.auroc)},
+                         {"fpr95", opt(m.fpr95)}, {"aupr", opt(m.aupr)}, {"aupr_trapezoid", opt(ap_trap)},
+                         {"null", n_null}});
+        rocs[names[i].key] = roc_curve(v, labels);
+        if (m.auroc && *m.auroc > best_auroc) best_auroc = *m.auroc, best = names[i].label;
+    }
+    std::printf("\nAUROC, FPR95 and AUPR in %%; correct = positive class, higher score = more likely correct. "
+                "AUPR = average precision. Rows without a score (null) rank lowest.\n");
+    if (!best.empty()) std::printf("best by AUROC: %s (%.2f)\n", best.c_str(), best_auroc * 100);
+    if (n_pos == 0 || n_pos == (int) recs.size())
+        std::printf("note: only one class present, AUROC and FPR95 are undefined\n");
+
+    if (!plot_out.empty()) {
+        std::vector<RocCurve> curves;
+        for (const auto & key : split_csv(plot_scores)) {
+            size_t i = 0;
+            while (i < names.size() && key != names[i].key) ++i;
+            if (i == names.size()) throw Error("--plot-scores: unknown score '" + key + "'");
+            curves.push_back({names[i].label, rocs[key]});
+        }
+        write_svg(plot_out, roc_plot_svg(curves, title));
+        std::fprintf(stderr, "eval coe: ROC curves written to %s\n", plot_out.c_str());
+    }
+    if (!json_out.empty()) {
+        std::ofstream f(json_out);
+        f << nlohmann::ordered_json{{"records", path}, {"n", recs.size()}, {"accuracy", acc}, {"correct", n_pos},
+                                    {"hit_cap", n_cap}, {"mean_tokens", (double) n_tok / recs.size()},
+                                    {"null_rule", "ranked lowest"}, {"scores", jrows}}
+                 .dump(1)
+          << "\n";
+        if (!f) throw Error("cannot write " + json_out);
+    }
+    return 0;
+}
+
+// The subcommands of `kvlens eval`: name -> (help, function). Add new evaluations here.
+const std::map<std::string, cli::Command> & eval_commands() {
+    static const std::map<std::string, cli::Command> cmds = {
+        {"coe", {"self-evaluation of kvlens coe records: accuracy, AUROC / FPR95 / AUPR per score, ROC plot", eval_coe}},
+    };
+    return cmds;
+}
+
+}  // namespace
+
+static int cmd_eval(int argc, char ** argv) {
+    const auto & cmds = eval_commands();
+    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+        std::fprintf(stderr, "usage: kvlens eval <what> [options]\n\nevaluations:\n");
+        for (auto & [name, c] : cmds) std::fprintf(stderr, "  %-8s %s\n", name.c_str(), c.help.c_str());
+        return argc < 2 ? 1 : 0;
+    }
+    auto it = cmds.find(argv[1]);
+    if (it == cmds.end()) throw Error(std::string("unknown evaluation '") + argv[1] + "' (kvlens eval --help lists them)");
+    std::string prog = std::string("kvlens eval ") + argv[1];
+    argv[1] = prog.data();
+    return it->second.run(argc - 1, argv + 1);
+}
+
+KVLENS_COMMAND("eval", "evaluate result files: kvlens eval coe R.jsonl (kvlens eval --help)", cmd_eval);
