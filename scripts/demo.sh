@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# make demo: the main job on the newest tiny model available.
-# (The fast/slow-thinking table on the embedded reasoner replaces this once its classifier is committed.)
+# make demo: the main job — the paper's Table 3 (always-fast, always-slow, initial decision, initial + online
+# switch; accuracy, mean generated tokens, KV-CoE confidence AUROC) on 200 held-out problems of the embedded
+# reasoner with its committed KVClassifier. Without them it falls back to a tour of the newest tiny model.
 set -euo pipefail
 BUILD="${1:-build}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KV="$BUILD/bin/kvlens"
 M="$ROOT/models/kvlens-reasoner.gguf"
+C="$ROOT/models/kvlens-reasoner.classifier.gguf"
+N="${DEMO_N:-200}"
+THREADS="${DEMO_THREADS:-2}"
+if [ -f "$M" ] && [ -f "$C" ]; then
+  echo "== kvlens think --table: $N held-out arithmetic problems (levels 1-5, seeds with the held-out bit)"
+  echo "   model $M"
+  echo "   classifier $C"
+  start=$(date +%s)
+  "$KV" think -m "$M" --classifier "$C" --arith "$N" --levels 1-5 --table -t "$THREADS" \
+    --fast-cap 64 --slow-cap 256 --tau 50 --delta 20
+  echo; echo "[demo took $(( $(date +%s) - start )) s; recipe and full results: docs/THINK.md, docs/RESULTS.md]"
+  exit 0
+fi
+echo "demo: $M or its classifier is missing: showing the engine on the newest tiny model instead" >&2
 if [ ! -f "$M" ]; then M="$ROOT/../shared/data/models/stories260K/stories260K.gguf"; fi
 if [ ! -f "$M" ]; then echo "demo: no model found (models/kvlens-reasoner.gguf or ../shared)" >&2; exit 1; fi
 echo "== kvlens info"; "$KV" info -m "$M"

@@ -1,0 +1,290 @@
+// ThinkPolicy (the rule) and ThinkRunner (the rule on a live Session: online switch or the paper's re-prefill).
+#include "kvlens/think.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kvlens/error.h"
+
+namespace kvlens {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+bool ends_with(const std::string & s, const std::string & t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+}
+}  // namespace
+
+const char * to_string(ThinkMode m) { return m == ThinkMode::Fast ? "fast" : "slow"; }
+
+// ---- prompt formats --------------------------------------------------------------------------------
+
+std::string PromptFormat::render(const Model & m, const std::string & q) const {
+    std::string t;
+    if (m.has_chat_template()) {
+        try {
+            t = m.apply_chat_template({{"user", q}}, true);
+        } catch (const Error &) {
+            t.clear();
+        }
+    }
+    if (t.empty()) {
+        if (name == "r1") t = "<｜User｜>" + q + "<｜Assistant｜>";
+        else t = "<|im_start|>user\n" + q + "<|im_end|>\n<|im_start|>assistant\n";
+    }
+    if (ends_with(t, slow_prefix)) t.resize(t.size() - slow_prefix.size());
+    return t;
+}
+
+PromptFormat prompt_format(const Model & m, const std::string & name) {
+    std::string n = name;
+    if (n == "auto") n = m.meta("tokenizer.chat_template").find("<｜Assistant｜>") != std::string::npos ? "r1" : "qwen3";
+    PromptFormat f;
+    if (n == "qwen3" || n == "chatml") {
+        f.name = "qwen3";
+        f.fast_prefix = "<think>\n</think>\n\n";
+        f.slow_prefix = "<think>\n";
+    } else if (n == "r1") {
+        f.name = "r1";
+        f.fast_prefix = "<think>\n\n</think>\n\n";
+        f.slow_prefix = "<think>\n";
+    } else {
+        throw Error("unknown prompt format '" + name + "' (auto, qwen3, chatml, r1)");
+    }
+    return f;
+}
+
+// ---- the rule ----------------------------------------------------------------------------------------
+
+void ThinkPolicy::start(ThinkMode m) {
+    mode_ = m;
+    switched_ = false;
+    switch_at_ = -1;
+    switch_score_ = 0;
+}
+
+std::optional<ThinkMode> ThinkPolicy::observe(int n_generated, double score) {
+    if (switched_ || !p_.online) return std::nullopt;
+    std::optional<ThinkMode> to;
+    if (mode_ == ThinkMode::Slow && score < 50.0 - p_.delta) to = ThinkMode::Fast;
+    if (mode_ == ThinkMode::Fast && score > 50.0 + p_.delta) to = ThinkMode::Slow;
+    if (!to) return std::nullopt;
+    switched_ = true;
+    switch_at_ = n_generated;
+    switch_score_ = score;
+    mode_ = *to;
+    return to;
+}
+
+// ---- the runner ----------------------------------------------------------------------------------------
+
+struct ThinkRunner::Gen {
+    std::vector<Token> tokens;  // sampled tokens of this pass
+    int reserve = 0;            // context kept free for a control text
+};
+
+ThinkRunner::ThinkRunner(Session & s, const KvClassifier * clf, PromptFormat fmt, ThinkParams p)
+    : s_(s), clf_(clf), fmt_(std::move(fmt)), p_(p) {
+    if (p_.fast_cap <= 0 || p_.slow_cap <= 0) throw Error("token caps must be positive");
+    if (p_.every <= 0) throw Error("--every must be >= 1");
+    if (p_.delta < 0) throw Error("--delta must be >= 0");
+    const ModelFacts & f = s_.model().facts();
+    if (p_.policy == ThinkPolicyKind::Classifier && !clf_) throw Error("the classifier policy needs a classifier (--classifier)");
+    TapSpec spec;
+    if (clf_) {
+        clf_->check_model(f);
+        auto layers = parse_layers(clf_->meta().window.layers, f.n_layer);
+        window_ = std::make_unique<KvWindow>(clf_->meta().window, PoolShape{f.n_head_kv, f.head_dim_k, f.n_embd}, layers);
+        if (window_->dim() != clf_->meta().input_dim)
+            throw Error("classifier input width " + std::to_string(clf_->meta().input_dim) + " does not match its window (" +
+                        std::to_string(window_->dim()) + ")");
+        spec.layers = layers;
+    }
+    if (p_.confidence) {
+        spec.layers.clear();
+        for (int l = 0; l < f.n_layer; ++l) spec.layers.push_back(l);
+        KvCoeOptions o;
+        o.layers = spec.layers;
+        o.kv_part = KvPart::KV;
+        coe_ = std::make_unique<KvCoeConsumer>(o);
+    }
+    s_.set_tap(spec);
+    if (window_) s_.subscribe(window_.get());
+    if (coe_) s_.subscribe(coe_.get());
+}
+
+ThinkRunner::~ThinkRunner() {
+    if (window_) s_.unsubscribe(window_.get());
+    if (coe_) s_.unsubscribe(coe_.get());
+}
+
+int ThinkRunner::room(int reserve) const { return s_.n_ctx() - s_.n_past() - reserve; }
+
+double ThinkRunner::score_window(ThinkResult & r) {
+    auto t0 = Clock::now();
+    double sc = clf_->predict(window_->features());
+    r.classifier_seconds += since(t0);
+    ++r.n_checks;
+    return sc;
+}
+
+// Evaluates the chat-wrapped prompt; scores the prompt (chat window, or the raw question first for "raw").
+int ThinkRunner::prefill_prompt(const std::string & q, ThinkResult & r) {
+    if (q.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("empty question");
+    const Model & m = s_.model();
+    auto tok = [&](const std::string & text) {
+        bool bos = m.add_bos() && text.rfind(m.piece(m.bos()), 0) != 0;
+        return m.tokenize(text, bos, true);
+    };
+    const std::string text = fmt_.render(m, q);
+    auto toks = tok(text);
+    const int need = (int) toks.size() + (int) tok(fmt_.slow_prefix).size() + 8;
+    if (need > s_.n_ctx())
+        throw Error("question of " + std::to_string(toks.size()) + " prompt tokens does not fit the context of " +
+                    std::to_string(s_.n_ctx()) + " tokens (-c) with room to answer");
+    s_.clear();
+    const bool scored = clf_ && p_.policy == ThinkPolicyKind::Classifier;
+    if (scored && clf_->meta().variant == "raw") {
+        s_.eval(tok(q));
+        r.initial_score = score_window(r);
+        s_.clear();
+    }
+    s_.eval(toks);
+    if (scored && clf_->meta().variant != "raw") r.initial_score = score_window(r);
+    r.prompt_tokens = (int) toks.size();
+    return (int) toks.size();
+}
+
+double ThinkRunner::initial_score(const std::string & q) {
+    if (!clf_) throw Error("initial_score needs a classifier");
+    ThinkResult r;
+    ThinkParams keep = p_;
+    p_.policy = ThinkPolicyKind::Classifier;
+    prefill_prompt(q, r);
+    p_ = keep;
+    return r.initial_score;
+}
+
+// Generates in the policy's current mode until end of generation or the cap; with act, an online switch appends
+// the control text and goes on in the new mode; without, it only records where the switch would be.
+void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act) {
+    const Model & m = s_.model();
+    int budget = pol.mode() == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
+    int used = 0;
+    bool closed = false;
+    std::optional<ThinkMode> pend;
+    auto cb = [&](const TokenEvent & ev) {
+        ++r.generated;
+        ++used;
+        g.tokens.push_back(ev.id);
+        r.output += ev.piece;
+        if (ev.piece.find(fmt_.think_close) != std::string::npos) closed = true;
+        const bool watch = clf_ && p_.policy == ThinkPolicyKind::Classifier && !(pol.mode() == ThinkMode::Slow && closed);
+        if (!watch || !pol.due(r.generated) || m.is_eog(ev.id)) return true;
+        const double sc = score_window(r);
+        if (p_.trace) r.scores.push_back({r.generated, (float) sc});
+        auto to = pol.observe(r.generated, sc);
+        if (to && act) {
+            pend = to;
+            return false;
+        }
+        return true;
+    };
+    while (true) {
+        const int n = std::min(budget - used, room(g.reserve));
+        if (n <= 0) {
+            r.hit_cap = true;
+            break;
+        }
+        GenerateResult res = s_.generate(n, cb);
+        if (res.hit_eog) break;
+        if (pend) {
+            const std::string & ctl = *pend == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
+            const int before = s_.n_past();
+            s_.append_text(ctl);
+            r.control_tokens += s_.n_past() - before;
+            r.output += ctl;
+            pend.reset();
+            used = 0;
+            closed = false;
+            budget = pol.mode() == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
+            continue;
+        }
+        r.hit_cap = true;  // stopped by the cap or the context end
+        break;
+    }
+}
+
+void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt) {
+    const Model & m = s_.model();
+    Gen first;
+    first.reserve = 0;
+    const std::string prefix = r.output;
+    generate_mode(pol, r, first, /*act=*/false);
+    if (!pol.switched()) {
+        r.generated_paper = r.generated;
+        return;
+    }
+    // the authors' way: cut the text after the switch point, re-tokenise, prefill again, generate the new mode
+    const int cut = pol.switch_at();
+    r.discarded = r.generated - cut;
+    std::vector<Token> keep(first.tokens.begin(), first.tokens.begin() + cut);
+    const std::string ctl = pol.mode() == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
+    r.output = prefix + m.detokenize(keep, true) + ctl;
+    const std::string text = fmt_.render(m, r.question) + r.output;
+    bool bos = m.add_bos() && text.rfind(m.piece(m.bos()), 0) != 0;
+    auto toks = m.tokenize(text, bos, true);
+    if ((int) toks.size() >= s_.n_ctx()) throw Error("paper mode: the cut text no longer fits the context");
+    s_.clear();
+    s_.eval(toks);
+    r.reprefill_tokens = (int) toks.size();
+    r.control_tokens += (int) m.tokenize(ctl, false, true).size();
+    if (coe_) coe_->reset(n_prompt);
+    const int before = r.generated;
+    Gen second;
+    r.hit_cap = false;
+    generate_mode(pol, r, second, false);
+    r.generated_paper = cut + (r.generated - before);
+}
+
+ThinkResult ThinkRunner::run(const std::string & question) {
+    auto t0 = Clock::now();
+    ThinkResult r;
+    r.question = question;
+    const int n_prompt = prefill_prompt(question, r);
+    ThinkPolicy pol(p_);
+    ThinkMode mode = p_.policy == ThinkPolicyKind::AlwaysFast   ? ThinkMode::Fast
+                     : p_.policy == ThinkPolicyKind::AlwaysSlow ? ThinkMode::Slow
+                                                                : pol.initial(r.initial_score);
+    r.first_mode = mode;
+    if (coe_) coe_->reset(n_prompt);
+    const std::string & prefix = mode == ThinkMode::Fast ? fmt_.fast_prefix : fmt_.slow_prefix;
+    s_.append_text(prefix);
+    r.control_tokens = s_.n_past() - n_prompt;
+    r.output = prefix;
+    pol.start(mode);
+    if (p_.paper_mode && p_.online && p_.policy == ThinkPolicyKind::Classifier) {
+        run_paper(pol, r, n_prompt);
+    } else {
+        Gen g;
+        const Model & m = s_.model();
+        g.reserve = (int) std::max(m.tokenize(fmt_.to_fast, false, true).size(), m.tokenize(fmt_.to_slow, false, true).size());
+        generate_mode(pol, r, g, /*act=*/true);
+        r.generated_paper = r.generated;
+    }
+    r.final_mode = pol.mode();
+    r.switched = pol.switched();
+    if (r.switched) {
+        r.switch_at = pol.switch_at();
+        r.switch_score = pol.switch_score();
+    }
+    if (coe_) {
+        if (auto c = coe_->layer_axis()) r.confidence = c->c;
+    }
+    r.seconds = since(t0);
+    return r;
+}
+
+}  // namespace kvlens

@@ -1,0 +1,142 @@
+// KvClassifier: training on ggml-opt learns, GGUF round trip, mismatch errors (model-free).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "kvlens/error.h"
+#include "kvlens/probe.h"
+#include "test_support.h"
+
+using namespace kvlens;
+
+namespace {
+
+ProbeMeta meta_for_tests() {
+    ProbeMeta m;
+    m.model = {"qwen3", 6, 2, 32};
+    m.window.seq_len = 8;
+    m.window.layers = "last:2";
+    m.short_cutoff = 12;
+    return m;
+}
+
+// Labels from a known rule: 0/25/75/100 by the sign of two coordinates.
+void make_data(int n, int dim, std::vector<std::vector<float>> & X, std::vector<float> & y, uint64_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd;
+    X.assign(n, std::vector<float>(dim));
+    y.resize(n);
+    for (int i = 0; i < n; ++i) {
+        for (auto & x : X[i]) x = 3.0f + 2.0f * nd(rng);  // off-centre, scaled: standardisation must cope
+        const bool a = X[i][0] > 3.0f, b = X[i][1] > 3.0f;
+        y[i] = a ? (b ? 100.0f : 75.0f) : (b ? 25.0f : 0.0f);
+    }
+}
+
+double mse(const KvClassifier & c, const std::vector<std::vector<float>> & X, const std::vector<float> & y) {
+    double s = 0;
+    for (size_t i = 0; i < X.size(); ++i) s += std::pow(c.predict(X[i]) - y[i], 2);
+    return s / X.size();
+}
+
+}  // namespace
+
+TEST(Probe, TrainsAndPicksBestValidationEpoch) {
+    std::vector<std::vector<float>> X, Xt;
+    std::vector<float> y, yt;
+    make_data(600, 10, X, y, 1);
+    make_data(300, 10, Xt, yt, 2);
+    ProbeTrainParams p;
+    p.hidden = 32;
+    p.lr = 3e-3;
+    p.batch = 64;
+    p.epochs = 60;
+    std::vector<double> val;
+    p.on_epoch = [&](int, double, double v) { val.push_back(v); };
+    KvClassifier c = KvClassifier::train(X, y, meta_for_tests(), p);
+    ASSERT_EQ((int) val.size(), 60);
+    EXPECT_DOUBLE_EQ(c.meta().val_mse, *std::min_element(val.begin(), val.end()));
+    EXPECT_EQ(c.meta().n_train + c.meta().n_val, 600);
+    EXPECT_EQ(c.meta().n_val, 120);
+    // a constant predictor of the mean has MSE ~ var(y) = 1562.5; the MLP must do far better on fresh data
+    EXPECT_LT(mse(c, Xt, yt), 400.0);
+}
+
+TEST(Probe, GroupsStayOnOneSide) {
+    std::vector<std::vector<float>> X;
+    std::vector<float> y;
+    make_data(40, 4, X, y, 3);
+    std::vector<int> g(40);
+    for (int i = 0; i < 40; ++i) g[i] = i / 4;  // 10 groups of 4
+    ProbeTrainParams p;
+    p.hidden = 8;
+    p.epochs = 2;
+    p.val_frac = 0.3;
+    KvClassifier c = KvClassifier::train(X, y, meta_for_tests(), p, g);
+    EXPECT_EQ(c.meta().n_val, 12);  // 3 whole groups
+}
+
+TEST(Probe, SaveLoadRoundTrip) {
+    test::TempDir d;
+    std::vector<std::vector<float>> X;
+    std::vector<float> y;
+    make_data(100, 6, X, y, 4);
+    ProbeTrainParams p;
+    p.hidden = 16;
+    p.lr = 1e-3;
+    p.epochs = 5;
+    ProbeMeta m = meta_for_tests();
+    m.variant = "raw";
+    m.switch_aware = true;
+    KvClassifier c = KvClassifier::train(X, y, m, p);
+    const std::string path = d.path + "/c.gguf";
+    c.save(path);
+    KvClassifier l = KvClassifier::load(path);
+    for (auto & x : X) EXPECT_FLOAT_EQ(c.predict(x), l.predict(x));
+    EXPECT_EQ(l.meta().window.describe(), m.window.describe());
+    EXPECT_EQ(l.meta().variant, "raw");
+    EXPECT_TRUE(l.meta().switch_aware);
+    EXPECT_EQ(l.meta().short_cutoff, 12);
+    EXPECT_TRUE(l.meta().model == m.model);
+    EXPECT_NEAR(l.meta().val_mse, c.meta().val_mse, 1e-3 * (1 + c.meta().val_mse));
+}
+
+TEST(Probe, MismatchesAreClearErrors) {
+    KvClassifier c = KvClassifier::constant(meta_for_tests(), 4, 10.0f, 8);
+    EXPECT_FLOAT_EQ(c.predict(std::vector<float>{1, 2, 3, 4}), 10.0f);
+    ModelFacts f;
+    f.arch = "qwen3";
+    f.n_layer = 6;
+    f.n_head_kv = 2;
+    f.head_dim_k = 32;
+    EXPECT_NO_THROW(c.check_model(f));
+    f.n_layer = 28;
+    try {
+        c.check_model(f);
+        FAIL();
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("qwen3 L6 kv2x32"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("qwen3 L28 kv2x32"), std::string::npos) << e.what();
+    }
+    WindowConfig w = meta_for_tests().window;
+    EXPECT_NO_THROW(c.check_window(w));
+    w.seq_len = 9;
+    EXPECT_THROW(c.check_window(w), Error);
+    EXPECT_THROW(c.predict(std::vector<float>{1, 2, 3}), Error);  // wrong width
+}
+
+TEST(Probe, BadFilesAndInputs) {
+    test::TempDir d;
+    EXPECT_THROW(KvClassifier::load(d.path + "/missing.gguf"), Error);
+    {
+        std::ofstream o(d.path + "/junk.gguf");
+        o << "not a gguf";
+    }
+    EXPECT_THROW(KvClassifier::load(d.path + "/junk.gguf"), Error);
+    ProbeTrainParams p;
+    EXPECT_THROW(KvClassifier::train({}, {}, meta_for_tests(), p), Error);
+    EXPECT_THROW(KvClassifier::train({{1, 2}, {1}}, {0, 0}, meta_for_tests(), p), Error);
+    EXPECT_THROW(KvClassifier::train({{1, 2}}, {0, 0}, meta_for_tests(), p), Error);
+}

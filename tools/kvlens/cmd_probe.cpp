@@ -1,0 +1,272 @@
+// kvlens probe prep | train: the KVClassifier's training data (fast and slow answers, labels, KV windows) and
+// its training (MLP on ggml-opt, held-out split, best checkpoint, GGUF with the model's fingerprint).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/arith.h"
+#include "kvlens/error.h"
+#include "kvlens/think.h"
+
+using namespace kvlens;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+void add_window_flags(CLI::App & app, std::map<std::string, std::string> & w) {
+    for (const char * k : {"seq-len", "layers", "kv-part", "pos", "heads", "layer-agg"}) w[k] = "";
+    app.add_option("--seq-len", w["seq-len"], "window: last N positions (default 16)");
+    app.add_option("--layers", w["layers"], "window: layers (default last:4)");
+    app.add_option("--kv-part", w["kv-part"], "window: kv | k | v (default kv: [K;V])");
+    app.add_option("--pos", w["pos"], "window: sum | mean over positions (default sum)");
+    app.add_option("--heads", w["heads"], "window: flatten | mean over KV heads (default flatten)");
+    app.add_option("--layer-agg", w["layer-agg"], "window: mean | sum | flatten over layers (default mean)");
+}
+
+WindowConfig window_from(const std::map<std::string, std::string> & w) {
+    WindowConfig c;
+    for (auto & [k, v] : w)
+        if (!v.empty()) c.set(k, v);
+    return c;
+}
+
+std::vector<ThinkItem> items_from(int n_arith, const std::string & levels, uint64_t first_seed, bool held_out,
+                                  const std::string & data, const std::string & format) {
+    if (!data.empty()) return load_think_items(data, format.empty() ? "arith" : format);
+    if (n_arith <= 0) throw Error("give --arith N or --data FILE");
+    auto [lo, hi] = parse_levels(levels);
+    return arith_items(n_arith, lo, hi, held_out, first_seed);
+}
+
+json answer_json(const PrepAnswer & a) {
+    return {{"n", a.tokens.size()}, {"correct", a.correct}, {"cap", a.hit_cap}, {"text", a.text}, {"tokens", a.tokens}};
+}
+
+int cmd_prep(int argc, char ** argv) {
+    CLI::App app{"generate fast and slow answers, check them and store KV windows (resumable)", "kvlens probe prep"};
+    cli::CommonArgs a;
+    std::map<std::string, std::string> wk;
+    int n_arith = 0, max_cuts = 16;
+    std::string levels = "1-5", data, format, out, pformat = "auto";
+    uint64_t first_seed = 0;
+    PrepParams pp;
+    bool no_raw = false;
+    cli::add_model_flags(app, a);
+    cli::add_session_flags(app, a);
+    cli::add_sampling_flags(app, a);
+    add_window_flags(app, wk);
+    app.add_option("--arith", n_arith, "N training arithmetic problems (seeds without the held-out bit)");
+    app.add_option("--levels", levels, "arith levels LO-HI");
+    app.add_option("--first-seed", first_seed, "first arith seed");
+    app.add_option("--data", data, "JSONL problem file instead of --arith");
+    app.add_option("--format", format, "its format (arith, gsm8k, math, ...)");
+    app.add_option("--prompt-format", pformat, "auto | qwen3 | r1");
+    app.add_option("--fast-cap", pp.fast_cap, "fast answer cap in tokens");
+    app.add_option("--slow-cap", pp.slow_cap, "slow answer cap in tokens");
+    app.add_flag("--switch-aware", pp.switch_aware, "also windows at line ends inside the slow trace, labelled by closing the think there");
+    app.add_option("--max-cuts", max_cuts, "switch-aware windows per question at most");
+    app.add_flag("--no-raw", no_raw, "skip the raw-question window");
+    app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    pp.raw = !no_raw;
+    pp.max_cuts = max_cuts;
+    if (pp.fast_cap <= 0 || pp.slow_cap <= 0) throw Error("caps must be positive");
+    WindowConfig wc = window_from(wk);
+    auto items = items_from(n_arith, levels, first_seed, false, data, format);
+
+    auto model = cli::load_model(a);
+    const ModelFacts & f = model->facts();
+    PromptFormat fmt = prompt_format(*model, pformat);
+    json meta = {{"meta",
+                  {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k}}},
+                   {"window", wc.describe()}, {"prompt_format", fmt.name}, {"fast_cap", pp.fast_cap},
+                   {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"raw", pp.raw}}}};
+    // resume: check the settings, skip the ids already written
+    std::set<std::string> done;
+    bool have_meta = false;
+    {
+        std::ifstream in(out);
+        std::string line;
+        bool first = true;
+        while (std::getline(in, line)) {
+            if (line.empty()) continue;
+            json j = json::parse(line, nullptr, false);
+            if (j.is_discarded()) continue;  // a line cut by an interrupted run
+            if (first) {
+                if (!j.contains("meta") || j["meta"] != meta["meta"])
+                    throw Error(out + " was written with other settings; use another -o");
+                first = false;
+                have_meta = true;
+                continue;
+            }
+            if (j.contains("id")) done.insert(j["id"].get<std::string>());
+        }
+    }
+    std::ofstream o(out, std::ios::app);
+    if (!o) throw Error("cannot write " + out);
+    if (!have_meta) o << meta.dump() << "\n";
+
+    Session s(model, a.session);
+    s.set_sampling(a.sampling);
+    auto layers = parse_layers(wc.layers, f.n_layer);
+    KvWindow w(wc, PoolShape{f.n_head_kv, f.head_dim_k, f.n_embd}, layers);
+    s.set_tap(TapSpec{layers, true, false, false});
+    s.subscribe(&w);
+    auto t0 = std::chrono::steady_clock::now();
+    int n_new = 0, n_total = (int) items.size(), n_skip = 0;
+    std::map<int, int> label_hist;
+    for (const ThinkItem & it : items) {
+        if (done.count(it.row.id)) {
+            ++n_skip;
+            continue;
+        }
+        PrepRecord r = prep_question(s, w, fmt, it.row.prompt, [&](const std::string & t) { return check_item(it, t); }, pp);
+        json j = {{"id", it.row.id}, {"level", it.level}, {"question", it.row.prompt}, {"reference", it.row.reference},
+                  {"fast", answer_json(r.fast)}, {"slow", answer_json(r.slow)}, {"x_chat", r.x_chat}, {"x_raw", r.x_raw},
+                  {"seconds", r.seconds}};
+        json sw = json::array();
+        for (auto & c : r.switches)
+            sw.push_back({{"at", c.at}, {"correct", c.correct}, {"n", c.answer_tokens}, {"cap", c.hit_cap}, {"x", c.x}});
+        j["switch"] = sw;
+        o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        o.flush();
+        ++n_new;
+        const int lab = paper_label(r.fast.correct, (int) r.fast.tokens.size(), r.slow.correct, pp.fast_cap / 2);
+        ++label_hist[lab];
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const int left = n_total - n_skip - n_new;
+        if (n_new % 10 == 0 || left == 0)
+            std::fprintf(stderr, "[%d/%d] %s fast %s (%zu tok) slow %s (%zu tok) %zu cuts | %.1f s, ETA %.0f s\n",
+                         n_skip + n_new, n_total, it.row.id.c_str(), r.fast.correct ? "right" : "wrong", r.fast.tokens.size(),
+                         r.slow.correct ? "right" : "wrong", r.slow.tokens.size(), r.switches.size(), el, el / n_new * left);
+    }
+    std::fprintf(stderr, "prep: %d new, %d already done -> %s\n", n_new, n_skip, out.c_str());
+    return 0;
+}
+
+struct Example {
+    std::vector<float> x;
+    float y;
+    int group;
+};
+
+int cmd_train(int argc, char ** argv) {
+    CLI::App app{"train the KVClassifier on probe prep output", "kvlens probe train"};
+    std::vector<std::string> data;
+    std::string out, variant = "chat";
+    int short_cutoff = -1;
+    bool switch_aware = false;
+    ProbeTrainParams P;
+    app.add_option("--data", data, "probe prep JSONL file(s)")->required();
+    app.add_option("-o,--output", out, "classifier GGUF")->required();
+    app.add_option("--variant", variant, "prompt features: chat | raw | both (both: rows of each; scoring uses chat)");
+    app.add_flag("--switch-aware", switch_aware, "add the windows inside slow traces (label 0 if closing there is right, else 100)");
+    app.add_option("--short-cutoff", short_cutoff, "label 0 vs 25: fast answers of at most N tokens are short (default: fast cap / 2)");
+    app.add_option("--hidden", P.hidden, "hidden units (paper 512)");
+    app.add_option("--lr", P.lr, "Adam learning rate (paper 1e-5)");
+    app.add_option("--batch", P.batch, "batch size (paper 1024)");
+    app.add_option("--epochs", P.epochs, "epochs");
+    app.add_option("--val-frac", P.val_frac, "held-out share of questions for validation / checkpoint choice");
+    app.add_option("--wd", P.weight_decay, "AdamW weight decay");
+    app.add_option("--patience", P.patience, "stop after N epochs without a better validation MSE (0: never)");
+    app.add_option("--seed", P.seed, "seed (init, shuffling, split)");
+    app.add_option("-t,--threads", P.threads, "threads");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (variant != "chat" && variant != "raw" && variant != "both") throw Error("--variant: chat, raw or both");
+
+    json meta;
+    std::vector<Example> ex;
+    std::map<int, int> hist;
+    int group = 0;
+    for (const std::string & path : data) {
+        std::ifstream in(path);
+        if (!in) throw Error("cannot read " + path);
+        std::string line;
+        int ln = 0;
+        json m;
+        while (std::getline(in, line)) {
+            ++ln;
+            if (line.empty()) continue;
+            json j = json::parse(line, nullptr, false);
+            if (j.is_discarded()) continue;
+            if (j.contains("meta")) {
+                m = j["meta"];
+                if (!meta.is_null() && (m["model"] != meta["model"] || m["window"] != meta["window"]))
+                    throw Error(path + ": written for another model or window than the first file");
+                meta = m;
+                continue;
+            }
+            if (m.is_null()) throw Error(path + ": no meta line (not probe prep output)");
+            const int cut = short_cutoff >= 0 ? short_cutoff : m["fast_cap"].get<int>() / 2;
+            const int lab = paper_label(j["fast"]["correct"], j["fast"]["n"].get<int>(), j["slow"]["correct"], cut);
+            ++group;
+            auto push = [&](const json & x, float y) {
+                if (x.empty()) throw Error(path + ":" + std::to_string(ln) + ": no features (prep ran with --no-raw?)");
+                ex.push_back({x.get<std::vector<float>>(), y, group});
+                ++hist[(int) y];
+            };
+            if (variant != "raw") push(j["x_chat"], (float) lab);
+            if (variant != "chat") push(j["x_raw"], (float) lab);
+            if (switch_aware)
+                for (auto & c : j["switch"]) push(c["x"], c["correct"].get<bool>() ? 0.0f : 100.0f);
+        }
+    }
+    if (ex.empty()) throw Error("no training examples");
+    std::fprintf(stderr, "probe train: %zu rows from %d questions; labels:", ex.size(), group);
+    for (auto & [l, n] : hist) std::fprintf(stderr, " %d:%d", l, n);
+    std::fprintf(stderr, "\n");
+
+    ProbeMeta pm;
+    pm.model.arch = meta["model"]["arch"];
+    pm.model.n_layer = meta["model"]["n_layer"];
+    pm.model.n_head_kv = meta["model"]["n_head_kv"];
+    pm.model.head_dim = meta["model"]["head_dim"];
+    pm.window = WindowConfig::parse(meta["window"].get<std::string>());
+    pm.variant = variant == "raw" ? "raw" : "chat";
+    pm.label_scheme = switch_aware ? "paper+switch" : "paper";
+    pm.switch_aware = switch_aware;
+    pm.short_cutoff = short_cutoff >= 0 ? short_cutoff : meta["fast_cap"].get<int>() / 2;
+    std::vector<std::vector<float>> X;
+    std::vector<float> y;
+    std::vector<int> g;
+    for (auto & e : ex) {
+        X.push_back(std::move(e.x));
+        y.push_back(e.y);
+        g.push_back(e.group);
+    }
+    P.on_epoch = [&](int ep, double tr, double va) {
+        if (ep == 1 || ep % std::max(1, P.epochs / 20) == 0 || ep == P.epochs)
+            std::fprintf(stderr, "epoch %4d  train MSE %8.2f  val MSE %8.2f\n", ep, tr, va);
+    };
+    auto t0 = std::chrono::steady_clock::now();
+    KvClassifier c = KvClassifier::train(X, y, pm, P, g);
+    c.save(out);
+    std::fprintf(stderr, "wrote %s: %d -> %d -> 1, best val MSE %.2f (%d train / %d val rows), %.1f s\n", out.c_str(),
+                 c.meta().input_dim, c.meta().hidden, c.meta().val_mse, c.meta().n_train, c.meta().n_val,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return 0;
+}
+
+int cmd_probe(int argc, char ** argv) {
+    const std::string sub = argc >= 2 ? argv[1] : "";
+    if (sub == "prep" || sub == "train") {
+        std::string prog = std::string(argv[0]) + " " + sub;
+        argv[1] = prog.data();
+        return sub == "prep" ? cmd_prep(argc - 1, argv + 1) : cmd_train(argc - 1, argv + 1);
+    }
+    if (sub == "-h" || sub == "--help") {
+        std::printf("usage: kvlens probe prep|train [options]  (kvlens probe prep --help)\n");
+        return 0;
+    }
+    throw Error("kvlens probe: give a subcommand, prep or train");
+}
+
+}  // namespace
+
+KVLENS_COMMAND("probe", "KVClassifier: prep (answers, labels, KV windows) and train (MLP on ggml, GGUF)", cmd_probe);

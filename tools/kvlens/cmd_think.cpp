@@ -1,0 +1,306 @@
+// kvlens think: adaptive fast/slow thinking with the KVClassifier — one question (-p), a problem set
+// (--arith N / --data F --format FMT, -o R.jsonl), the paper's Table 3 (--table) and a tau/delta sweep.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/error.h"
+#include "kvlens/metrics.h"
+#include "kvlens/plot.h"
+#include "kvlens/think.h"
+
+using namespace kvlens;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+std::vector<double> parse_list(const std::string & s, const char * what) {
+    std::vector<double> v;
+    std::stringstream ss(s);
+    std::string x;
+    while (std::getline(ss, x, ',')) {
+        try {
+            v.push_back(std::stod(x));
+        } catch (...) {
+            throw Error(std::string(what) + ": not a number list: '" + s + "'");
+        }
+    }
+    return v;
+}
+
+std::string answer_of(const ThinkResult & r, const PromptFormat & f) {
+    std::string t = r.output;
+    size_t p = t.rfind(f.think_close);
+    if (p != std::string::npos) t = t.substr(p + f.think_close.size());
+    for (const char * eot : {"<|im_end|>", "<｜end▁of▁sentence｜>"}) {
+        size_t e = t.find(eot);
+        if (e != std::string::npos) t.resize(e);
+    }
+    size_t a = t.find_first_not_of(" \n\t"), b = t.find_last_not_of(" \n\t");
+    return a == std::string::npos ? "" : t.substr(a, b - a + 1);
+}
+
+json result_json(const ThinkResult & r, bool ok) {
+    json j = {{"first_mode", to_string(r.first_mode)}, {"final_mode", to_string(r.final_mode)}, {"switched", r.switched},
+              {"switch_at", r.switch_at}, {"generated", r.generated}, {"generated_paper", r.generated_paper},
+              {"control", r.control_tokens}, {"discarded", r.discarded}, {"reprefill", r.reprefill_tokens},
+              {"cap", r.hit_cap}, {"correct", ok}, {"seconds", r.seconds}, {"output", r.output}};
+    if (std::isfinite(r.initial_score)) j["score"] = r.initial_score;
+    if (std::isfinite(r.switch_score)) j["switch_score"] = r.switch_score;
+    if (r.confidence) j["confidence"] = *r.confidence;
+    return j;
+}
+
+void print_one(const ThinkResult & r, const PromptFormat & f, const ThinkParams & p) {
+    std::printf("%s\n", r.output.c_str());
+    std::printf("answer: %s\n", answer_of(r, f).c_str());
+    if (std::isfinite(r.initial_score)) std::printf("first mode: %s (score %.1f, tau %.0f)\n", to_string(r.first_mode), r.initial_score, p.tau);
+    else std::printf("first mode: %s (forced)\n", to_string(r.first_mode));
+    if (r.switched)
+        std::printf("switch: %s -> %s after %d generated tokens (score %.1f, band 50 +- %.0f)%s\n", to_string(r.first_mode),
+                    to_string(r.final_mode), r.switch_at, r.switch_score, p.delta, p.paper_mode ? " [paper mode: cut + re-prefill]" : "");
+    else
+        std::printf("switch: none\n");
+    std::printf("tokens: %d generated (authors' count %d), %d control, %d prompt%s%s\n", r.generated, r.generated_paper,
+                r.control_tokens, r.prompt_tokens,
+                r.reprefill_tokens ? (", " + std::to_string(r.reprefill_tokens) + " re-prefilled").c_str() : "",
+                r.hit_cap ? " [hit the cap]" : "");
+    if (r.confidence) std::printf("confidence (KV-CoE C, layer axis): %.4f\n", *r.confidence);
+}
+
+struct Run {
+    ThinkResult r;
+    bool ok = false;
+};
+
+Run run_policy(ThinkRunner & tr, const ThinkItem & it, ThinkPolicyKind kind, double tau, double delta, bool online, bool paper) {
+    ThinkParams & p = tr.params();
+    ThinkParams keep = p;
+    p.policy = kind;
+    p.tau = tau;
+    p.delta = delta;
+    p.online = online;
+    p.paper_mode = paper;
+    Run x;
+    x.r = tr.run(it.row.prompt);
+    p = keep;
+    x.ok = check_item(it, x.r.output);
+    return x;
+}
+
+}  // namespace
+
+static int cmd_think(int argc, char ** argv) {
+    CLI::App app{"adaptive fast/slow thinking with the KVClassifier (online switch, cache kept)", "kvlens think"};
+    cli::CommonArgs a;
+    std::string clf_path, prompt, file, data, format = "arith", levels = "1-5", out, pformat = "auto", policy = "classifier";
+    std::string sweep_tau, sweep_delta, plot;
+    int n_arith = 0;
+    uint64_t first_seed = 0;
+    bool table = false, no_online = false, no_conf = false, train_split = false;
+    ThinkParams P;
+    cli::add_model_flags(app, a);
+    cli::add_session_flags(app, a);
+    cli::add_sampling_flags(app, a);
+    app.add_option("--classifier", clf_path, "KVClassifier GGUF (kvlens probe train)");
+    app.add_option("-p,--prompt", prompt, "one question");
+    app.add_option("-f,--file", file, "read the question from a file");
+    app.add_option("--arith", n_arith, "N held-out arithmetic problems (seeds with the held-out bit)");
+    app.add_option("--levels", levels, "arith levels LO-HI");
+    app.add_option("--first-seed", first_seed, "first arith seed");
+    app.add_flag("--train-split", train_split, "arith: training seeds instead of held-out ones");
+    app.add_option("--data", data, "JSONL problem file");
+    app.add_option("--format", format, "its format (arith, gsm8k, math, theoremqa, csqa, belebele, mgsm)");
+    app.add_option("--prompt-format", pformat, "auto | qwen3 | r1");
+    app.add_option("--policy", policy, "classifier | fast | slow");
+    app.add_option("--tau", P.tau, "initial decision: fast if score < tau");
+    app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta");
+    app.add_option("--every", P.every, "online: score every k generated tokens");
+    app.add_flag("--no-online", no_online, "initial decision only");
+    app.add_flag("--paper-mode", P.paper_mode, "the authors' procedure: generate fully, cut post hoc, re-prefill (with --table: an extra row)");
+    app.add_option("--fast-cap", P.fast_cap, "generated tokens cap in fast mode");
+    app.add_option("--slow-cap", P.slow_cap, "generated tokens cap in slow mode");
+    app.add_flag("--no-confidence", no_conf, "skip the KV-CoE confidence (taps only the classifier's layers)");
+    app.add_flag("--trace", P.trace, "keep every online score (in -o records)");
+    app.add_flag("--table", table, "the paper's Table 3 on the set: always-fast, always-slow, initial only, initial + online");
+    app.add_option("--sweep-tau", sweep_tau, "with --table: tau values, e.g. 20,35,50,65,80");
+    app.add_option("--sweep-delta", sweep_delta, "with --table: delta values, e.g. 10,20,30");
+    app.add_option("--plot", plot, "with a sweep: tokens-vs-accuracy SVG");
+    app.add_option("-o,--output", out, "JSONL records, one per problem");
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    P.online = !no_online;
+    P.confidence = !no_conf;
+    if (policy == "classifier") P.policy = ThinkPolicyKind::Classifier;
+    else if (policy == "fast") P.policy = ThinkPolicyKind::AlwaysFast;
+    else if (policy == "slow") P.policy = ThinkPolicyKind::AlwaysSlow;
+    else throw Error("--policy: classifier, fast or slow");
+    const bool single = !prompt.empty() || !file.empty();
+    if (single == (n_arith > 0 || !data.empty())) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
+    if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
+
+    auto model = cli::load_model(a);
+    KvClassifier clf;
+    if (!clf_path.empty()) {
+        clf = KvClassifier::load(clf_path);
+        clf.check_model(model->facts());
+    }
+    PromptFormat fmt = prompt_format(*model, pformat);
+    Session s(model, a.session);
+    s.set_sampling(a.sampling);
+    ThinkRunner tr(s, clf.empty() ? nullptr : &clf, fmt, P);
+
+    if (single) {
+        std::string q = cli::read_prompt(prompt, file);
+        ThinkResult r = tr.run(q);
+        print_one(r, fmt, P);
+        if (!out.empty()) {
+            std::ofstream o(out);
+            json j = result_json(r, false);
+            j.erase("correct");
+            o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        }
+        return 0;
+    }
+
+    std::vector<ThinkItem> items;
+    if (!data.empty()) items = load_think_items(data, format);
+    else {
+        auto [lo, hi] = parse_levels(levels);
+        items = arith_items(n_arith, lo, hi, !train_split, first_seed);
+    }
+    std::ofstream o;
+    if (!out.empty()) {
+        o.open(out);
+        if (!o) throw Error("cannot write " + out);
+    }
+
+    if (!table) {
+        PolicyStats st;
+        st.name = policy + (P.policy == ThinkPolicyKind::Classifier ? (P.online ? (P.paper_mode ? " (paper mode)" : " (online)") : " (initial only)") : "");
+        std::vector<double> conf;
+        std::vector<int> lab;
+        for (size_t i = 0; i < items.size(); ++i) {
+            Run x = run_policy(tr, items[i], P.policy, P.tau, P.delta, P.online, P.paper_mode);
+            st.add(x.r, x.ok);
+            if (x.r.confidence) { conf.push_back(*x.r.confidence); lab.push_back(x.ok); }
+            if (o) {
+                json j = {{"id", items[i].row.id}, {"reference", items[i].row.reference}};
+                j.update(result_json(x.r, x.ok));
+                if (P.trace) j["scores"] = x.r.scores;
+                o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+            }
+            if ((i + 1) % 20 == 0) std::fprintf(stderr, "[%zu/%zu] accuracy %.1f%%\n", i + 1, items.size(), st.accuracy());
+        }
+        std::printf("%s", format_think_table({st}, "").c_str());
+        if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C): %.3f\n", *au);
+        return 0;
+    }
+
+    // ---- Table 3: every problem under every policy (greedy decoding: initial-only reuses the fixed-mode runs)
+    std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : parse_list(sweep_tau, "--sweep-tau");
+    std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : parse_list(sweep_delta, "--sweep-delta");
+    const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
+    PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
+        s_paper{"initial + switch, paper mode"};
+    std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
+    std::map<double, PolicyStats> init_grid;                   // tau -> initial only
+    std::vector<double> conf, conf_slow, diff;
+    std::vector<int> lab, lab_slow, lab_fast;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const ThinkItem & it = items[i];
+        Run f = run_policy(tr, it, ThinkPolicyKind::AlwaysFast, P.tau, P.delta, false, false);
+        Run sl = run_policy(tr, it, ThinkPolicyKind::AlwaysSlow, P.tau, P.delta, false, false);
+        Run on = run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, false);
+        const double score = on.r.initial_score;
+        const Run & init = on.r.first_mode == ThinkMode::Fast ? f : sl;
+        s_fast.add(f.r, f.ok);
+        s_slow.add(sl.r, sl.ok);
+        ThinkResult ir = init.r;
+        ir.initial_score = score;
+        s_init.add(ir, init.ok);
+        s_online.add(on.r, on.ok);
+        if (on.r.confidence) { conf.push_back(*on.r.confidence); lab.push_back(on.ok); }
+        if (sl.r.confidence) { conf_slow.push_back(*sl.r.confidence); lab_slow.push_back(sl.ok); }
+        diff.push_back(-score);
+        lab_fast.push_back(f.ok);
+        json j = {{"id", it.row.id}, {"level", it.level}, {"reference", it.row.reference}, {"score", score},
+                  {"fast", result_json(f.r, f.ok)}, {"slow", result_json(sl.r, sl.ok)}, {"online", result_json(on.r, on.ok)}};
+        if (P.paper_mode) {
+            Run pm = run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, true);
+            s_paper.add(pm.r, pm.ok);
+            j["paper"] = result_json(pm.r, pm.ok);
+        }
+        if (sweep) {
+            std::map<std::pair<int, double>, Run> cache;  // (first mode, delta) -> online run
+            for (double d : deltas)
+                for (int m : {0, 1})
+                    if (on.r.first_mode == (m ? ThinkMode::Slow : ThinkMode::Fast) && d == P.delta) cache[{m, d}] = on;
+            for (double t : taus) {
+                const bool fast_first = score < t;
+                init_grid[t].name = "initial only";
+                init_grid[t].add(fast_first ? f.r : sl.r, fast_first ? f.ok : sl.ok);
+                for (double d : deltas) {
+                    std::pair<int, double> k{fast_first ? 0 : 1, d};
+                    if (!cache.count(k)) cache[k] = run_policy(tr, it, ThinkPolicyKind::Classifier, fast_first ? 1e9 : -1e9, d, true, false);
+                    grid[{t, d}].add(cache[k].r, cache[k].ok);
+                }
+            }
+        }
+        if (o) o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        if ((i + 1) % 20 == 0 || i + 1 == items.size())
+            std::fprintf(stderr, "[%zu/%zu] fast %.1f%% slow %.1f%% online %.1f%%\n", i + 1, items.size(), s_fast.accuracy(),
+                         s_slow.accuracy(), s_online.accuracy());
+    }
+    std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
+    if (P.paper_mode) rows.push_back(s_paper);
+    std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n\n%s", items.size(), P.tau,
+                P.delta, P.every, P.fast_cap, P.slow_cap, format_think_table(rows).c_str());
+    if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C on the online answers): %.3f\n", *au);
+    if (auto au = auroc(conf_slow, lab_slow)) std::printf("confidence AUROC (KV-CoE C on the always-slow answers): %.3f\n", *au);
+    if (auto au = auroc(diff, lab_fast)) std::printf("classifier AUROC (-score predicting fast-mode correctness): %.3f\n", *au);
+    if (sweep) {
+        std::printf("\nsweep (mean generated tokens, accuracy %%):\n| tau | initial only | ");
+        for (double d : deltas) std::printf("online delta %.0f | ", d);
+        std::printf("\n|---:|---|");
+        for (size_t k = 0; k < deltas.size(); ++k) std::printf("---|");
+        std::printf("\n");
+        std::vector<PlotSeries> series;
+        PlotSeries si{"initial only", {}, {}, true, true};
+        for (double t : taus) {
+            std::printf("| %.0f | %.1f tok, %.1f%% | ", t, init_grid[t].mean_tokens(), init_grid[t].accuracy());
+            si.x.push_back(init_grid[t].mean_tokens());
+            si.y.push_back(init_grid[t].accuracy());
+            for (double d : deltas) std::printf("%.1f tok, %.1f%% | ", grid[{t, d}].mean_tokens(), grid[{t, d}].accuracy());
+            std::printf("\n");
+        }
+        series.push_back(si);
+        for (double d : deltas) {
+            PlotSeries sd{"online, delta " + std::to_string((int) d), {}, {}, true, true};
+            for (double t : taus) {
+                sd.x.push_back(grid[{t, d}].mean_tokens());
+                sd.y.push_back(grid[{t, d}].accuracy());
+            }
+            series.push_back(sd);
+        }
+        series.push_back({"always-fast", {s_fast.mean_tokens()}, {s_fast.accuracy()}, false, true});
+        series.push_back({"always-slow", {s_slow.mean_tokens()}, {s_slow.accuracy()}, false, true});
+        if (!plot.empty()) {
+            PlotOptions po;
+            po.title = "fast/slow thinking: tokens vs accuracy (tau sweep per line)";
+            po.x_label = "mean generated tokens per problem";
+            po.y_label = "accuracy %";
+            po.legend = LegendPos::BottomRight;
+            write_svg(plot, line_plot_svg(series, po));
+            std::printf("\nplot: %s\n", plot.c_str());
+        }
+    }
+    return 0;
+}
+
+KVLENS_COMMAND("think", "adaptive fast/slow thinking: classifier decision + online switch keeping the KV cache", cmd_think);
