@@ -1,6 +1,7 @@
 // KvClassifier: training on ggml-opt learns, GGUF round trip, mismatch errors (model-free).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -22,7 +23,7 @@ ProbeMeta meta_for_tests() {
     return m;
 }
 
-// Labels from a known rule: 0/25/75/100 by the sign of two coordinates.
+// Labels from a known smooth rule of two coordinates (the other coordinates are noise), on 0..100.
 void make_data(int n, int dim, std::vector<std::vector<float>> & X, std::vector<float> & y, uint64_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd;
@@ -30,8 +31,8 @@ void make_data(int n, int dim, std::vector<std::vector<float>> & X, std::vector<
     y.resize(n);
     for (int i = 0; i < n; ++i) {
         for (auto & x : X[i]) x = 3.0f + 2.0f * nd(rng);  // off-centre, scaled: standardisation must cope
-        const bool a = X[i][0] > 3.0f, b = X[i][1] > 3.0f;
-        y[i] = a ? (b ? 100.0f : 75.0f) : (b ? 25.0f : 0.0f);
+        const float z = 50.0f + 12.0f * (X[i][0] - 3.0f) + 8.0f * std::fabs(X[i][1] - 3.0f) - 6.0f;
+        y[i] = std::min(100.0f, std::max(0.0f, z));
     }
 }
 
@@ -60,8 +61,11 @@ TEST(Probe, TrainsAndPicksBestValidationEpoch) {
     EXPECT_DOUBLE_EQ(c.meta().val_mse, *std::min_element(val.begin(), val.end()));
     EXPECT_EQ(c.meta().n_train + c.meta().n_val, 600);
     EXPECT_EQ(c.meta().n_val, 120);
-    // a constant predictor of the mean has MSE ~ var(y) = 1562.5; the MLP must do far better on fresh data
-    EXPECT_LT(mse(c, Xt, yt), 400.0);
+    // the MLP must do far better on fresh data than a constant predictor of the mean (MSE = var(y))
+    double m = 0, var = 0;
+    for (float v : yt) m += v / yt.size();
+    for (float v : yt) var += (v - m) * (v - m) / yt.size();
+    EXPECT_LT(mse(c, Xt, yt), 0.35 * var) << "var " << var;
 }
 
 TEST(Probe, GroupsStayOnOneSide) {

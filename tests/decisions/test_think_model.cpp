@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
@@ -14,15 +15,19 @@ using namespace kvlens;
 
 namespace {
 
-std::string random_model(const std::string & dir, const std::string & arch) {
+// One random model per architecture for the whole binary (writing a 151k-vocab GGUF takes seconds).
+std::string random_model(const std::string &, const std::string & arch) {
+    static test::TempDir dir;
+    static std::map<std::string, std::string> made;
+    if (made.count(arch)) return made[arch];
     RandomModelSpec s;
     s.arch = arch;
     s.vocab_gguf = test::llama_dir() + "/models/ggml-vocab-qwen2.gguf";
     s.n_ctx = 512;
     s.seed = arch == "qwen3" ? 1 : 2;
-    std::string p = dir + "/" + arch + ".gguf";
+    std::string p = dir.path + "/" + arch + ".gguf";
     write_random_model(s, p);
-    return p;
+    return made[arch] = p;
 }
 
 // Counts every K/V row per layer: each position must arrive exactly once unless the sequence is re-prefilled.
@@ -33,6 +38,7 @@ struct RowCounter : TapConsumer {
 
 struct Fixture {
     test::TempDir dir;
+    std::string model_path;
     std::shared_ptr<Model> model;
     std::unique_ptr<Session> s;
     PromptFormat fmt;
@@ -40,7 +46,7 @@ struct Fixture {
     int dim = 0;
     explicit Fixture(const std::string & arch, const std::string & format = "auto") {
         ModelParams mp;
-        mp.path = random_model(dir.path, arch);
+        mp.path = model_path = random_model(dir.path, arch);
         model = Model::load(mp);
         SessionParams sp;
         sp.n_ctx = 512;
@@ -155,7 +161,9 @@ TEST(ThinkModel, AlwaysFastNeedsNoClassifierAndBadInput) {
     EXPECT_LE(r.generated, p.fast_cap);
     EXPECT_THROW(tr.run(""), Error);
     EXPECT_THROW(tr.run("   \n"), Error);
-    EXPECT_THROW(tr.run(std::string(3000, 'x') + " 1+1"), Error);  // does not fit -c 512
+    std::string longq;
+    for (int i = 0; i < 600; ++i) longq += " " + std::to_string(i * 7919 % 1000);
+    EXPECT_THROW(tr.run(longq), Error);  // does not fit -c 512
     p.policy = ThinkPolicyKind::Classifier;
     EXPECT_THROW(ThinkRunner(*fx.s, nullptr, fx.fmt, p), Error);
     // a classifier for another model
@@ -168,7 +176,7 @@ TEST(ThinkModel, AlwaysFastNeedsNoClassifierAndBadInput) {
 TEST(ThinkModel, CliPipelineAndErrors) {
     Fixture fx("qwen3");
     const std::string bin = test::kvlens_bin(), d = fx.dir.path;
-    const std::string m3 = d + "/qwen3.gguf", m2 = random_model(d, "qwen2");
+    const std::string m3 = fx.model_path, m2 = random_model(d, "qwen2");
     std::string out;
     const std::string prep = bin + " probe prep -m " + m3 + " -t 2 -c 512 --arith 6 --fast-cap 4 --slow-cap 8 --switch-aware --max-cuts 2 --seq-len 8 --layers last:2 -o " + d + "/prep.jsonl";
     ASSERT_EQ(test::run(prep, &out), 0) << out;
