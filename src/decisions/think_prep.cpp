@@ -79,7 +79,9 @@ PrepRecord prep_question(Session & s, KvWindow & w, const PromptFormat & fmt, co
     };
     r.slow = answer(s, fmt.slow_prefix, p.slow_cap, reserve, check, cb);
 
-    for (SwitchWindow & c : cuts) {
+    // latest cut first: a rewind keeps the earlier positions, so each cut finds its prefix still in the cache
+    for (auto it = cuts.rbegin(); it != cuts.rend(); ++it) {
+        SwitchWindow & c = *it;
         s.rewind(n_pre + c.at);
         s.append_text(fmt.to_fast);
         std::string kept;
