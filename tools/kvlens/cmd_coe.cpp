@@ -170,7 +170,7 @@ static int cmd_coe(int argc, char ** argv) {
     }
     if (n_short_cap) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, session.n_ctx());
     const int total = n_done_before + n_run;
-    std::fprintf(stderr, "coe: done: %d records in %s (%d new), accuracy %.3f, %d hit the cap\n", total, out_path.c_str(),
+    std::fprintf(stderr, "coe: done: %d records in %s (%d new), accuracy %.3f, %d of the new hit the cap\n", total, out_path.c_str(),
                  n_run, total ? (double) n_correct / total : 0.0, n_cap);
     return 0;
 }
