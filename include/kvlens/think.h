@@ -143,7 +143,8 @@ struct PrepParams {
     int fast_cap = 2048, slow_cap = 8192;
     bool raw = true;            // also the raw-question window (the authors used both)
     bool switch_aware = false;  // windows inside the slow trace, labelled by closing the think there
-    int max_cuts = 16;          // switch-aware windows per question at most (at line ends of the slow trace)
+    int max_cuts = 16;          // switch-aware windows per question at most
+    int cut_every = 0;          // cut points: line ends of the open think (0), plus every k-th trace token (k > 0)
 };
 
 struct PrepAnswer {

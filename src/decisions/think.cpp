@@ -167,53 +167,42 @@ double ThinkRunner::initial_score(const std::string & q) {
     return r.initial_score;
 }
 
-// Generates in the policy's current mode until end of generation or the cap; with act, an online switch appends
-// the control text and goes on in the new mode; without, it only records where the switch would be.
+// Generates in the policy's current mode until end of generation or the cap. After every k-th generated token is
+// evaluated the window (which now ends at that token) is scored; with act, a switch appends the control text right
+// there and goes on in the new mode; without, it only records where the switch would be (paper mode's scan).
 void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act) {
     const Model & m = s_.model();
     int budget = pol.mode() == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
     int used = 0;
     bool closed = false;
-    std::optional<ThinkMode> pend;
-    auto cb = [&](const TokenEvent & ev) {
+    while (true) {
+        if (used >= budget || room(g.reserve) < 1) {
+            r.hit_cap = true;  // stopped by the cap or the context end
+            break;
+        }
+        const Token t = s_.sample();
         ++r.generated;
         ++used;
-        g.tokens.push_back(ev.id);
-        r.output += ev.piece;
-        if (ev.piece.find(fmt_.think_close) != std::string::npos) closed = true;
+        g.tokens.push_back(t);
+        const std::string piece = m.piece(t, true);
+        r.output += piece;
+        if (m.is_eog(t)) break;  // sampled and counted, not evaluated (as Session::generate)
+        s_.eval({t});
+        if (piece.find(fmt_.think_close) != std::string::npos) closed = true;
         const bool watch = clf_ && p_.policy == ThinkPolicyKind::Classifier && !(pol.mode() == ThinkMode::Slow && closed);
-        if (!watch || !pol.due(r.generated) || m.is_eog(ev.id)) return true;
+        if (!watch || !pol.due(r.generated)) continue;
         const double sc = score_window(r);
         if (p_.trace) r.scores.push_back({r.generated, (float) sc});
         auto to = pol.observe(r.generated, sc);
-        if (to && act) {
-            pend = to;
-            return false;
-        }
-        return true;
-    };
-    while (true) {
-        const int n = std::min(budget - used, room(g.reserve));
-        if (n <= 0) {
-            r.hit_cap = true;
-            break;
-        }
-        GenerateResult res = s_.generate(n, cb);
-        if (res.hit_eog) break;
-        if (pend) {
-            const std::string & ctl = *pend == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
-            const int before = s_.n_past();
-            s_.append_text(ctl);
-            r.control_tokens += s_.n_past() - before;
-            r.output += ctl;
-            pend.reset();
-            used = 0;
-            closed = false;
-            budget = pol.mode() == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
-            continue;
-        }
-        r.hit_cap = true;  // stopped by the cap or the context end
-        break;
+        if (!to || !act) continue;
+        const std::string & ctl = *to == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
+        const int before = s_.n_past();
+        s_.append_text(ctl);
+        r.control_tokens += s_.n_past() - before;
+        r.output += ctl;
+        used = 0;
+        closed = false;
+        budget = *to == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
     }
 }
 

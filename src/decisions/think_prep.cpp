@@ -61,12 +61,13 @@ PrepRecord prep_question(Session & s, KvWindow & w, const PromptFormat & fmt, co
     s.append_text(fmt.slow_prefix);
     const int n_pre = s.n_past();
     const int reserve = (int) m.tokenize(fmt.to_fast, false, true).size();
-    bool closed = false, line_end = false;
+    bool closed = false, line_end = true;  // the slow prefix ends with a line end: a cut at 0 closes the think at once
     int used = 0;
     std::vector<SwitchWindow> cuts;
     auto cb = [&](const TokenEvent & ev) {
         // the window now ends at the previous token: a line end inside the open think is a cut point
-        if (p.switch_aware && line_end && !closed && (int) cuts.size() < p.max_cuts) {
+        const bool at_cut = line_end || (p.cut_every > 0 && used > 0 && used % p.cut_every == 0);
+        if (p.switch_aware && at_cut && !closed && (int) cuts.size() < p.max_cuts) {
             SwitchWindow c;
             c.at = used;
             c.x = w.features();

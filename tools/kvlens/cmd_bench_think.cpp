@@ -91,7 +91,8 @@ static int bench_think(int argc, char ** argv) {
 
     std::vector<Token> prompt(n_prompt);
     std::mt19937 rng(7);
-    for (auto & t : prompt) t = 100 + (int) (rng() % 1000);
+    const int n_vocab = f.n_vocab;
+    for (auto & t : prompt) t = (int) (rng() % std::min(n_vocab, 1000));
     std::vector<double> decode, check, sw, reprefill;
     for (int r = 0; r < reps; ++r) {
         s.clear();
@@ -100,7 +101,7 @@ static int bench_think(int argc, char ** argv) {
         auto t0 = Clock::now();
         for (int i = 0; i < n_decode; ++i) {
             Token t = s.sample();
-            if (model->is_eog(t)) t = 100 + i;
+            if (model->is_eog(t)) t = (int) (rng() % std::min(n_vocab, 1000));
             gen.push_back(t);
             s.eval({t});
         }

@@ -71,6 +71,7 @@ int cmd_prep(int argc, char ** argv) {
     app.add_option("--slow-cap", pp.slow_cap, "slow answer cap in tokens");
     app.add_flag("--switch-aware", pp.switch_aware, "also windows at line ends inside the slow trace, labelled by closing the think there");
     app.add_option("--max-cuts", max_cuts, "switch-aware windows per question at most");
+    app.add_option("--cut-every", pp.cut_every, "switch-aware cut points: line ends, plus every K-th trace token (0: line ends only)");
     app.add_flag("--no-raw", no_raw, "skip the raw-question window");
     app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
@@ -86,7 +87,8 @@ int cmd_prep(int argc, char ** argv) {
     json meta = {{"meta",
                   {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k}}},
                    {"window", wc.describe()}, {"prompt_format", fmt.name}, {"fast_cap", pp.fast_cap},
-                   {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"raw", pp.raw}}}};
+                   {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"cut_every", pp.cut_every},
+                   {"max_cuts", max_cuts}, {"raw", pp.raw}}}};
     // resume: check the settings, skip the ids already written
     std::set<std::string> done;
     bool have_meta = false;
