@@ -1,8 +1,9 @@
 // kvlens arith -n N --seed S --levels 1-5 -o F.jsonl: held-out arithmetic problems (the reasoner's task family,
 // kvlens/arith.h) as JSONL rows {id, question, answer, level, seed} — the format `--format arith` reads.
-// Seeds: kArithEvalSeedBit | kHeldOutBit | (S << 32) | i. The eval bit keeps them disjoint from training
-// (training seeds never have it); bit 62 keeps them disjoint from kvlens-train's own evaluation problems
-// (kArithEvalSeedBit | (seed·1e6 + level·1e5 + i), always below 2^62). Levels are cycled, so they are balanced.
+// Seeds: kArithEvalSeedBit | bit 62 | (S << 32) | i. Training draws seeds with bits 62 and 63 clear, the trainer's
+// validation set has bit 62 only, kvlens-train eval's problems bit 63 only (kArithEvalSeedBit | (seed·1e6 +
+// level·1e5 + i) < 2^63 + 2^62): with both bits set these sets are disjoint from all three (as questions,
+// levels 1–2 repeat anyway: they have only 100 and 8100 distinct problems). Levels are cycled, so balanced.
 #include <cstdio>
 #include <fstream>
 #include <iostream>

@@ -172,13 +172,18 @@ static int bench_coe(int argc, char ** argv) {
             std::fprintf(stderr, "  rep %d/%d\n", rep, reps);
         }
         const double d0 = median(dec[0]), p0 = median(pre[0]);
-        std::printf("## decode speed (%s, %s, %d threads)\n\n| config | prefill tok/s | ratio | decode tok/s | ratio |\n|---|---|---|---|---|\n",
-                    f.arch.c_str(), a.model.path.c_str(), a.session.n_threads);
+        std::printf("## decode speed (%s, %s, %d threads; median of %d interleaved runs, [min–max])\n\n"
+                    "| config | prefill tok/s | ratio | decode tok/s | ratio |\n|---|---|---|---|---|\n",
+                    f.arch.c_str(), a.model.path.c_str(), a.session.n_threads, reps);
         ojson rows = ojson::array();
         for (int c = 0; c < 2; ++c) {
             const double d = median(dec[c]), p = median(pre[c]);
-            std::printf("| %s | %.1f | %.3f | %.2f | %.3f |\n", names[c], p, p / p0, d, d / d0);
-            rows.push_back({{"config", names[c]}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d}, {"decode_ratio", d / d0}});
+            const auto [dlo, dhi] = std::minmax_element(dec[c].begin(), dec[c].end());
+            const auto [plo, phi] = std::minmax_element(pre[c].begin(), pre[c].end());
+            std::printf("| %s | %.1f [%.1f–%.1f] | %.3f | %.2f [%.2f–%.2f] | %.3f |\n", names[c], p, *plo, *phi, p / p0, d,
+                        *dlo, *dhi, d / d0);
+            rows.push_back({{"config", names[c]}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d},
+                            {"decode_ratio", d / d0}, {"decode_runs", dec[c]}, {"prefill_runs", pre[c]}});
         }
         std::printf("\n");
         result["speed"] = {{"model", a.model.path}, {"n_layer", f.n_layer}, {"n_prompt", n_prompt}, {"n_decode", n_decode},
@@ -194,7 +199,7 @@ static int bench_coe(int argc, char ** argv) {
     for (long T : {512L, 4096L}) {
         const CoeMemory c = coe_memory(ms.n_layer, ms.n_head_kv, ms.head_dim, ms.n_embd, T);
         const double h = hidden_all_floats(ms.n_layer, ms.n_embd, T) * 4;
-        std::printf("| %ld | %s (%.0f values) | %s | %.0fx |\n", T, human_bytes(c.bytes).c_str(), c.values, human_bytes(h).c_str(), h / c.bytes);
+        std::printf("| %ld | %s (%.0f values) | %s | %.0f× |\n", T, human_bytes(c.bytes).c_str(), c.values, human_bytes(h).c_str(), h / c.bytes);
         mem.push_back({{"T", T}, {"coe_values", c.values}, {"coe_bytes", c.bytes}, {"hidden_all_bytes", h}, {"ratio", h / c.bytes}});
     }
     result["memory"] = {{"shape", mem_shape}, {"rows", mem}};
@@ -205,13 +210,15 @@ static int bench_coe(int argc, char ** argv) {
         small.n_ctx = 8192;
         const std::string path = cached_model(small, "small-qwen3", cache_dir);
         std::printf("\n## check on a small random qwen3 (decode T tokens, KvCoeConsumer::state_floats())\n\n"
-                    "| T | measured CoE values | formula | measured bytes | hidden floats handed out | formula |\n|---|---|---|---|---|---|\n");
+                    "| T | measured CoE values | formula | measured bytes | hidden floats handed out | formula | ratio (bytes) |\n"
+                    "|---|---|---|---|---|---|---|\n");
         ojson checks = ojson::array();
         for (long T : {512L, 4096L}) {
             ojson m = measure_small(path, a, T);
-            std::printf("| %ld | %zu | %.0f | %zu | %zu | %.0f |\n", T, m["measured_values"].get<size_t>(), m["formula_values"].get<double>(),
-                        m["measured_bytes"].get<size_t>(), m["hidden_all_floats_measured"].get<size_t>(),
-                        m["hidden_all_floats_formula"].get<double>());
+            std::printf("| %ld | %zu | %.0f | %zu | %zu | %.0f | %.0f× |\n", T, m["measured_values"].get<size_t>(),
+                        m["formula_values"].get<double>(), m["measured_bytes"].get<size_t>(),
+                        m["hidden_all_floats_measured"].get<size_t>(), m["hidden_all_floats_formula"].get<double>(),
+                        4.0 * m["hidden_all_floats_measured"].get<double>() / m["measured_bytes"].get<double>());
             if (m["measured_values"].get<double>() != m["formula_values"].get<double>())
                 std::printf("(measured CoE values differ from the formula)\n");
             checks.push_back(m);
