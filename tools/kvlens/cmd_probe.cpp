@@ -110,8 +110,17 @@ int cmd_prep(int argc, char ** argv) {
             if (j.contains("id")) done.insert(j["id"].get<std::string>());
         }
     }
+    bool ends_cut = false;  // an interrupted run may have left a line without its newline
+    {
+        std::ifstream in(out, std::ios::binary | std::ios::ate);
+        if (in && in.tellg() > 0) {
+            in.seekg(-1, std::ios::end);
+            ends_cut = in.get() != '\n';
+        }
+    }
     std::ofstream o(out, std::ios::app);
     if (!o) throw Error("cannot write " + out);
+    if (ends_cut) o << "\n";
     if (!have_meta) o << meta.dump() << "\n";
 
     Session s(model, a.session);
