@@ -3,11 +3,13 @@
 // naming the file line or field). Small runs on stories260K (shared data) and a generated random qwen3.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "kvlens/coe.h"
 #include "kvlens/random_model.h"
 #include "test_support.h"
 
@@ -253,4 +255,35 @@ TEST(CoeCli, ChatModesOnRandomQwen3) {
     auto o = run_cli("coe -m " + m + " --chat-template chatml --data " + d.path + "/a.jsonl --format arith -o " + d.path +
                     "/x.jsonl --mode medium");
     expect_one_clear_error(o, "unknown --mode 'medium'");
+}
+
+// The memory `kvlens bench coe` computes from shapes is what KvCoeConsumer holds: after T decoded tokens,
+// 3w + 2(T−1) (token axis) + L·w + L (layer axis) + (L+1)·E + (L+1) (hidden) + w (scratch row), w = 2·row.
+TEST(CoeCli, StateFloatsMatchTheShapeFormula) {
+    const int L = 3, row = 8, E = 12, prompt = 5;
+    std::vector<int> layers = {0, 1, 2};
+    KvCoeOptions o;
+    o.layers = layers;
+    o.hidden_layers = layers;
+    KvCoeConsumer c(o);
+    c.reset(prompt);
+    std::vector<float> k(row), v(row), h(E);
+    for (long T : {1L, 2L, 50L}) {
+        c.reset(prompt);
+        for (long t = 0; t < T; ++t) {
+            const int pos = prompt + (int) t;
+            for (int i = 0; i < row; ++i) k[i] = float(std::sin(pos * 0.7 + i)), v[i] = float(std::cos(pos * 0.3 + i));
+            for (int i = 0; i < E; ++i) h[i] = float(std::sin(pos * 0.1 + i * 0.5));
+            c.on_hidden(kEmbeddingLayer, pos, h.data(), E);
+            for (int l = 0; l < L; ++l) {
+                c.on_kv(l, pos, k.data(), v.data(), row);
+                c.on_hidden(l, pos, h.data(), E);
+            }
+        }
+        (void) c.token_axis();
+        const size_t w = 2 * row;
+        const size_t token = T >= 2 ? 3 * w + 2 * (T - 1) : (T == 1 ? 2 * w : 0);  // x_0 and prev; scratch after 2 points
+        EXPECT_EQ(c.state_floats(), token + L * w + L + (L + 1) * E + (L + 1) + w) << "T=" << T;
+        EXPECT_GE(c.state_bytes(), 8 * (token + L * w + (L + 1) * E));
+    }
 }
