@@ -10,6 +10,7 @@
 
 // The trainer's sources (tools/train is an app, not part of the library).
 #include "../../tools/train/check.cpp"
+#include "../../tools/train/data.cpp"
 #include "../../tools/train/eval_core.cpp"
 #include "../../tools/train/gen.cpp"
 #include "../../tools/train/reasoner.cpp"
@@ -64,6 +65,11 @@ TEST(ReasonerModel, TokenizerAndTemplate) {
 TEST(ReasonerModel, TrainingGraphMatchesLlamaCpp) {
     quiet_llama_logs();
     EXPECT_LE(compare_with_llama(kModel, sample_texts(), 2), 1e-4);
+}
+
+TEST(ReasonerModel, PackedBatchMatchesSingleSequences) {
+    quiet_llama_logs();
+    EXPECT_LE(packed_vs_single(kModel, 2), 1e-4);
 }
 
 TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {

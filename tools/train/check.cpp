@@ -96,3 +96,57 @@ std::vector<std::string> unchanged_tensors(const std::string & path_a, const std
 }
 
 }  // namespace kvlens::train
+
+#include "data.h"
+
+namespace kvlens::train {
+
+// Packed-batch forward (B rows, several examples per row) vs one example at a time: must agree.
+double packed_vs_single(const std::string & gguf_path, int threads) {
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(backend, threads);
+    Weights w;
+    w.create(read_hparams(gguf_path, nullptr), backend);
+    load_weights(w, gguf_path);
+    Tokenizer tok(gguf_path);
+    std::vector<Example> ex;
+    for (int i = 0; i < 6; ++i) {
+        ex.push_back(make_example(tok, arith_generate(1 + i % 3, 100 + i), i % 2 ? Mode::Slow : Mode::Fast));
+    }
+    const int T = 96, B = 3;
+    PackedBatch pb;
+    const size_t used = pack(ex, 0, T, B, pb);
+    ggml_init_params ip = {ggml_tensor_overhead() * 4096 + ggml_graph_overhead(), nullptr, true};
+    ggml_context * ctx = ggml_init(ip);
+    BatchInputs in;
+    in.tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T * B);
+    in.pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, T * B);
+    in.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, T, T, 1, B);
+    ggml_tensor * logits = forward(ctx, w, in, T, B);
+    ggml_cgraph * gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, logits);
+    ggml_gallocr_t ga = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
+    ggml_gallocr_alloc_graph(ga, gf);
+    ggml_backend_tensor_set(in.tokens, pb.tokens.data(), 0, ggml_nbytes(in.tokens));
+    ggml_backend_tensor_set(in.pos, pb.pos.data(), 0, ggml_nbytes(in.pos));
+    ggml_backend_tensor_set(in.mask, pb.mask.data(), 0, ggml_nbytes(in.mask));
+    ggml_backend_graph_compute(backend, gf);
+    const int V = w.hp.n_vocab;
+    std::vector<float> all(ggml_nelements(logits));
+    ggml_backend_tensor_get(logits, all.data(), 0, ggml_nbytes(logits));
+    ggml_gallocr_free(ga);
+    ggml_free(ctx);
+    w.free();
+    ggml_backend_free(backend);
+    double worst = 0;
+    for (size_t e = 0; e < used; ++e) {
+        const auto & s = pb.spans[e];
+        const auto single = graph_logits(gguf_path, ex[e].tokens, threads);
+        std::vector<float> part(all.begin() + (size_t(s.row) * T + s.start) * V,
+                                all.begin() + (size_t(s.row) * T + s.start + s.len) * V);
+        worst = std::max(worst, max_rel_logit_diff(part, single));
+    }
+    return worst;
+}
+
+}  // namespace kvlens::train

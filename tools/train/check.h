@@ -19,3 +19,8 @@ namespace kvlens::train {
 // Names of tensors with identical data in two GGUF files (a training step must change every weight).
 std::vector<std::string> unchanged_tensors(const std::string & path_a, const std::string & path_b);
 }  // namespace kvlens::train
+
+namespace kvlens::train {
+// Training-graph logits of examples packed several to a row in a multi-row batch vs each example alone.
+double packed_vs_single(const std::string & gguf_path, int threads);
+}  // namespace kvlens::train

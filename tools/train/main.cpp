@@ -89,6 +89,9 @@ int main(int argc, char ** argv) {
             }
             const double d = compare_with_llama(ea.model, texts, ea.threads);
             std::printf("max relative logit difference (training graph vs llama.cpp): %.3g\n", d);
+            const double dp = packed_vs_single(ea.model, ea.threads);
+            std::printf("max relative logit difference (packed batch vs one example): %.3g\n", dp);
+            if (dp > 1e-4) return 2;
             return d <= 1e-4 ? 0 : 2;
         }
         usage();

@@ -62,7 +62,6 @@ void Weights::init_random(uint64_t seed) {
             if (name.find("attn_output") != std::string::npos || name.find("ffn_down") != std::string::npos) {
                 sd *= resid_scale;
             }
-            if (name == "token_embd.weight") sd = 1.0f;
             std::normal_distribution<float> nd(0.0f, sd);
             for (float & x : v) x = nd(rng);
         }

@@ -10,10 +10,10 @@ struct TrainArgs {
     std::string out = "models/kvlens-reasoner.gguf";
     std::string ckpt_dir = "models/ckpt";
     HParams hp;
-    int64_t steps = 6000;     // total optimizer steps (sets the LR schedule)
+    int64_t steps = 2000;     // total optimizer steps (sets the LR schedule)
     double minutes = 0;       // stop (and checkpoint) after this long; 0 = no limit; rerun to resume
-    int row_len = 128;        // T: tokens per packed row
-    int batch_rows = 16;      // B: rows per step
+    int row_len = 160;        // T: tokens per packed row (the longest example: level 5, fast>slow)
+    int batch_rows = 12;      // B: rows per step
     double lr = 2e-3;
     double wd = 0.1;
     int warmup = 200;
