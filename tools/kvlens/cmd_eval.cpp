@@ -2,6 +2,7 @@
 //   kvlens eval coe R.jsonl [--json F] [--plot roc.svg]: accuracy and AUROC / FPR95 / AUPR of every
 //   self-evaluation score in the records of `kvlens coe`.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -68,6 +69,8 @@ int eval_coe(int argc, char ** argv) {
     app.add_option("--plot", plot_out, "draw the ROC curves to an SVG file");
     app.add_option("--plot-scores", plot_scores, "scores on the plot (comma-separated keys)");
     app.add_option("--title", title, "plot title");
+    std::string by;
+    app.add_option("--by", by, "also print accuracy per value of a record field (level, format, mode)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
     const auto recs = read_coe_records(path);
@@ -107,6 +110,16 @@ int eval_coe(int argc, char ** argv) {
                          {"null", n_null}});
         rocs[names[i].key] = roc_curve(v, labels);
         if (m.auroc && *m.auroc > best_auroc) best_auroc = *m.auroc, best = names[i].label;
+    }
+    if (!by.empty()) {
+        std::map<std::string, std::array<int, 3>> g;  // n, correct, hit_cap
+        for (auto & r : recs) {
+            auto it = r.info.find(by);
+            auto & c = g[it == r.info.end() ? "(none)" : it->second];
+            c[0] += 1, c[1] += r.correct, c[2] += r.hit_cap;
+        }
+        std::printf("\n| %s | n | accuracy | hit cap |\n|---|---|---|---|\n", by.c_str());
+        for (auto & [k, c] : g) std::printf("| %s | %d | %.2f%% | %d |\n", k.c_str(), c[0], 100.0 * c[1] / c[0], c[2]);
     }
     std::printf("\nAUROC, FPR95 and AUPR in %%; correct = positive class, higher score = more likely correct. "
                 "AUPR = average precision. Rows without a score (null) rank lowest.\n");
