@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kvlens/coe.h"
+#include "kvlens/coe_run.h"
 #include "kvlens/random_model.h"
 #include "test_support.h"
 
@@ -286,4 +287,78 @@ TEST(CoeCli, StateFloatsMatchTheShapeFormula) {
         EXPECT_EQ(c.state_floats(), token + L * w + L + (L + 1) * E + (L + 1) + w) << "T=" << T;
         EXPECT_GE(c.state_bytes(), 8 * (token + L * w + (L + 1) * E));
     }
+}
+
+// One pass == post hoc: the streaming chains of CoeRunner equal coe_scores() on the rows a KvStore captured in the
+// same generation (generated positions only; token axis = mean over layers of [K;V], layer axis = per-layer means,
+// hidden = embedding input then each layer's output, means over generated positions).
+TEST(CoeCli, OnePassEqualsPostHocOnRandomQwen3) {
+    test::TempDir d;
+    RandomModelSpec spec;
+    spec.vocab_gguf = test::llama_dir() + "/models/ggml-vocab-qwen2.gguf";
+    spec.n_ctx = 256;
+    spec.seed = 5;
+    KVLENS_REQUIRE_FILE(spec.vocab_gguf);
+    write_random_model(spec, d.path + "/q.gguf");
+    auto model = Model::load({d.path + "/q.gguf"});
+    SessionParams sp;
+    sp.n_threads = 1;
+    sp.n_ctx = 128;
+    Session s(model, sp);
+    CoeRunOptions ro;
+    ro.max_tokens = 12;
+    CoeRunner runner(s, ro);  // sets the tap: all layers, K/V + hidden + embedding input
+    const ModelFacts & f = model->facts();
+    KvStore store(runner.options().layers, f.kv_row(), f.n_embd);
+    s.subscribe(&store);
+    auto prompt = model->tokenize("<|im_start|>user\n12+34<|im_end|>\n<|im_start|>assistant\n", false, true);
+    CoeSample r = runner.run(prompt);
+    s.unsubscribe(&store);
+    ASSERT_TRUE(r.kv_token && r.kv_layer && r.hidden);
+    ASSERT_TRUE(r.maxprob && r.perplexity && r.entropy);
+    EXPECT_TRUE(r.hit_eog || (r.hit_cap && r.tokens.size() == 12u));
+
+    const int L = (int) store.layers().size(), row = store.row_size(), p0 = r.n_prompt, p1 = store.n_pos(0);
+    ASSERT_GE(p1 - p0, 2);
+    auto kv = [&](int slot, int pos, std::vector<double> & acc) {
+        for (int i = 0; i < row; ++i) acc[i] += store.k(slot, pos)[i], acc[row + i] += store.v(slot, pos)[i];
+    };
+    std::vector<std::vector<float>> tok, lay, hid;
+    for (int p = p0; p < p1; ++p) {
+        std::vector<double> acc(2 * row, 0.0);
+        for (int l = 0; l < L; ++l) kv(l, p, acc);
+        tok.emplace_back(acc.begin(), acc.end());
+        for (auto & x : tok.back()) x /= L;
+    }
+    for (int l = 0; l < L; ++l) {
+        std::vector<double> acc(2 * row, 0.0);
+        for (int p = p0; p < p1; ++p) kv(l, p, acc);
+        lay.emplace_back(acc.begin(), acc.end());
+        for (auto & x : lay.back()) x /= (p1 - p0);
+    }
+    std::vector<int> hslots = {store.hidden_slot_embedding()};
+    for (int l = 0; l < L; ++l) hslots.push_back(l);
+    for (int hs : hslots) {
+        std::vector<double> acc(f.n_embd, 0.0);
+        ASSERT_EQ(store.n_hidden_pos(hs), p1);
+        for (int p = p0; p < p1; ++p)
+            for (int i = 0; i < f.n_embd; ++i) acc[i] += store.hidden(hs, p)[i];
+        hid.emplace_back(acc.begin(), acc.end());
+        for (auto & x : hid.back()) x /= (p1 - p0);
+    }
+    auto same = [](const CoeScores & a, const std::optional<CoeScores> & b, const char * what) {
+        ASSERT_TRUE(b) << what;
+        EXPECT_NEAR(a.mag, b->mag, 1e-4 * std::max(1.0, std::fabs(b->mag))) << what;
+        EXPECT_NEAR(a.ang, b->ang, 1e-4 * std::max(1.0, std::fabs(b->ang))) << what;
+        EXPECT_NEAR(a.r, b->r, 1e-4) << what;
+        EXPECT_NEAR(a.c, b->c, 1e-4 * std::max(1.0, std::fabs(b->c))) << what;
+    };
+    same(*r.kv_token, coe_scores(tok), "token axis");
+    same(*r.kv_layer, coe_scores(lay), "layer axis");
+    same(*r.hidden, coe_scores(hid), "hidden");
+    // a second sample on the same session and runner starts from scratch
+    CoeSample r2 = runner.run(prompt);
+    ASSERT_TRUE(r2.kv_token);
+    EXPECT_NEAR(r2.kv_token->r, r.kv_token->r, 1e-9);
+    EXPECT_EQ(r2.tokens, r.tokens);
 }
