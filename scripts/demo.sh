@@ -9,7 +9,7 @@ KV="$BUILD/bin/kvlens"
 M="$ROOT/models/kvlens-reasoner.gguf"
 C="$ROOT/models/kvlens-reasoner.classifier.gguf"
 N="${DEMO_N:-200}"
-THREADS="${DEMO_THREADS:-2}"
+THREADS="${DEMO_THREADS:-1}"  # a 1.3M-parameter model decodes fastest on one thread
 if [ -f "$M" ] && [ -f "$C" ]; then
   echo "== kvlens think --table: $N held-out arithmetic problems (levels 1-5, seeds with the held-out bit)"
   echo "   model $M"

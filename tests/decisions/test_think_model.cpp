@@ -50,7 +50,7 @@ struct Fixture {
         model = Model::load(mp);
         SessionParams sp;
         sp.n_ctx = 512;
-        sp.n_threads = 2;
+        sp.n_threads = 1;
         s = std::make_unique<Session>(model, sp);
         fmt = prompt_format(*model, format);
         const ModelFacts & f = model->facts();
@@ -178,15 +178,15 @@ TEST(ThinkModel, CliPipelineAndErrors) {
     const std::string bin = test::kvlens_bin(), d = fx.dir.path;
     const std::string m3 = fx.model_path, m2 = random_model(d, "qwen2");
     std::string out;
-    const std::string prep = bin + " probe prep -m " + m3 + " -t 2 -c 512 --arith 6 --fast-cap 4 --slow-cap 8 --switch-aware --max-cuts 2 --seq-len 8 --layers last:2 -o " + d + "/prep.jsonl";
+    const std::string prep = bin + " probe prep -m " + m3 + " -t 1 -c 512 --arith 6 --fast-cap 4 --slow-cap 8 --switch-aware --max-cuts 2 --seq-len 8 --layers last:2 -o " + d + "/prep.jsonl";
     ASSERT_EQ(test::run(prep, &out), 0) << out;
     ASSERT_EQ(test::run(prep, &out), 0) << out;  // resumes: nothing new
     EXPECT_NE(out.find("0 new, 6 already done"), std::string::npos) << out;
     ASSERT_EQ(test::run(bin + " probe train --data " + d + "/prep.jsonl --hidden 16 --epochs 3 --lr 1e-3 --switch-aware -o " + d + "/c.gguf", &out), 0) << out;
-    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 2 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 -p '3+4'", &out), 0) << out;
+    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 -p '3+4'", &out), 0) << out;
     EXPECT_NE(out.find("first mode:"), std::string::npos) << out;
     EXPECT_NE(out.find("tokens:"), std::string::npos) << out;
-    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 2 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 --arith 3 --table --paper-mode -o " + d + "/r.jsonl", &out), 0) << out;
+    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 --arith 3 --table --paper-mode -o " + d + "/r.jsonl", &out), 0) << out;
     EXPECT_NE(out.find("initial + online switch"), std::string::npos) << out;
     EXPECT_NE(out.find("paper mode"), std::string::npos) << out;
     // classifier next to another model: one line, exit 1
