@@ -74,6 +74,8 @@ public:
 
     // Append tokens to the sequence and evaluate them (in n_batch chunks). all_logits keeps logits for
     // every appended token (else only the last). Throws if the context would overflow or tokens are invalid.
+    // The tap sees every token's K/V and every layer's hidden state, except the LAST layer's hidden state,
+    // which llama.cpp computes only for output tokens (the last one, or all with all_logits).
     void eval(const std::vector<Token> & tokens, bool all_logits = false);
     // Tokenize text (special tokens parsed) and eval it: e.g. control text like "</think>\n\n".
     void append_text(const std::string & text);

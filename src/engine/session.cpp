@@ -31,10 +31,19 @@ struct Session::Impl {
     std::vector<Pending> pend_k, pend_v;
     std::vector<int> cur_k, cur_v, cur_h;  // next position per layer and kind
     int cur_e = 0;
+    // The last layer's output is pruned to the output rows (tokens whose logits are computed): its hidden
+    // rows belong to these positions, in order, unless every token of the batch is an output.
+    int last_layer = -1;
+    std::vector<int> out_pos;
+    size_t out_cur = 0;
+    bool all_out = false;
     std::vector<uint8_t> scratch;
     std::vector<float> buf;
 
-    void begin_decode(int p0) {
+    void begin_decode(int p0, std::vector<int> outputs, bool every_token_out) {
+        out_pos = std::move(outputs);
+        out_cur = 0;
+        all_out = every_token_out;
         std::fill(cur_k.begin(), cur_k.end(), p0);
         std::fill(cur_v.begin(), cur_v.end(), p0);
         std::fill(cur_h.begin(), cur_h.end(), p0);
@@ -72,6 +81,10 @@ struct Session::Impl {
             p.rows.insert(p.rows.end(), buf.begin(), buf.begin() + (size_t) n * row);
             cur += n;
             flush_kv(layer);
+        } else if (kind == TapKind::Hidden && layer == last_layer && !all_out && out_cur + n <= out_pos.size()) {
+            for (int i = 0; i < n; ++i)
+                for (TapConsumer * c : consumers) c->on_hidden(layer, out_pos[out_cur + i], buf.data() + (size_t) i * width, width);
+            out_cur += n;
         } else {
             int & cur = kind == TapKind::EmbdInput ? cur_e : cur_h[layer];
             for (int i = 0; i < n; ++i)
@@ -112,6 +125,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_
     impl_->cur_k.resize(f.n_layer);
     impl_->cur_v.resize(f.n_layer);
     impl_->cur_h.resize(f.n_layer);
+    impl_->last_layer = f.n_layer - 1;
     impl_->filter.build(tap_, f.n_layer);
 
     llama_context_params cp = llama_context_default_params();
@@ -200,8 +214,6 @@ void Session::eval(const std::vector<Token> & toks, bool all_logits) {
     if (n_past() + (int) toks.size() > n_ctx())
         throw Error("sequence of " + std::to_string(n_past() + toks.size()) + " tokens does not fit the context of " +
                     std::to_string(n_ctx()) + " (-c)");
-    // the last layer's output is pruned to the output rows: capturing it needs every row as output
-    if (tap_.hidden && !tap_.layers.empty() && tap_.layers.back() == model_->facts().n_layer - 1) all_logits = true;
     const int n_batch = (int) llama_n_batch(ctx_);
     all_logits_.clear();
     for (size_t i0 = 0; i0 < toks.size(); i0 += n_batch) {
@@ -215,7 +227,9 @@ void Session::eval(const std::vector<Token> & toks, bool all_logits) {
             b.logits[i] = all_logits || (i0 + i + 1 == toks.size());
         }
         b.n_tokens = n;
-        impl_->begin_decode(n_past());
+        std::vector<int> outs;
+        for (int i = 0; i < n; ++i) if (b.logits[i]) outs.push_back(n_past() + i);
+        impl_->begin_decode(n_past(), std::move(outs), all_logits);
         int rc = llama_decode(ctx_, b);
         impl_->active = false;
         llama_batch_free(b);

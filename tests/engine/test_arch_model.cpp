@@ -179,9 +179,30 @@ TEST_P(ArchTest, HiddenStatesIncludeEmbeddingInputAndLastLayer) {
     KvStore store(spec.layers, f.kv_row(), f.n_embd);
     s.subscribe(&store);
     auto toks = prompt(*m);
-    s.eval(toks);
+    s.eval(toks, /*all_logits=*/true);
     EXPECT_EQ(store.n_pos(0), 0);  // K/V not asked for
     for (int slot = 0; slot <= 3; ++slot) EXPECT_EQ(store.n_hidden_pos(slot), (int) toks.size()) << slot;
+    // Without all logits, llama.cpp computes the last layer only for the output token: the tap puts that row
+    // at its position (the last prompt token), then every generated token's row at its own.
+    {
+        Session q(m, params());
+        q.set_tap(spec);
+        KvStore st(spec.layers, f.kv_row(), f.n_embd);
+        q.subscribe(&st);
+        q.eval(toks);
+        const int last = (int) toks.size() - 1;
+        EXPECT_LE(rel(st.hidden(2, last), store.hidden(2, last), f.n_embd), 1e-5);  // 1 row vs all rows: other summation order
+        EXPECT_EQ(0, std::memcmp(st.hidden(0, 3), store.hidden(0, 3), f.n_embd * 4));
+        q.generate(3);
+        EXPECT_EQ(st.n_hidden_pos(2), q.n_past());
+        Session r(m, params());
+        r.set_tap(spec);
+        KvStore sr(spec.layers, f.kv_row(), f.n_embd);
+        r.subscribe(&sr);
+        r.eval(q.tokens(), true);
+        for (int p = last; p < q.n_past(); ++p)
+            EXPECT_LE(rel(st.hidden(2, p), sr.hidden(2, p), f.n_embd), 1e-5) << "last layer, position " << p;
+    }
     // the same token at two positions has the same embedding input, and it differs from layer 0's output
     auto t2 = m->tokenize("ab ab", false);
     Session s2(m, params());
