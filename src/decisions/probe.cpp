@@ -140,10 +140,13 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
         for (auto & v : m) v /= sp.train.size();
         for (int i : sp.train)
             for (int j = 0; j < n_in; ++j) s[j] += (X[i][j] - m[j]) * (X[i][j] - m[j]);
+        // a near-constant coordinate must not blow up on unseen rows: std floored at 1% of the mean std
+        double mean_sd = 0;
+        for (int j = 0; j < n_in; ++j) mean_sd += std::sqrt(s[j] / sp.train.size()) / n_in;
+        const double floor_sd = mean_sd > 0 ? 0.01 * mean_sd : 1.0;
         for (int j = 0; j < n_in; ++j) {
             c.mu_[j] = (float) m[j];
-            double sd = std::sqrt(s[j] / sp.train.size());
-            c.sd_[j] = sd > 1e-8 ? (float) sd : 1.0f;
+            c.sd_[j] = (float) std::max(std::sqrt(s[j] / sp.train.size()), floor_sd);
         }
     }
 
@@ -164,19 +167,22 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
 
     // He-uniform init, seeded
     std::mt19937_64 rng(P.seed ^ 0x5DEECE66Dull);
-    auto init = [&](ggml_tensor * t, int fan_in, bool zero) {
-        std::vector<float> v(ggml_nelements(t), 0.0f);
-        if (!zero) {
-            const float a = std::sqrt(6.0f / fan_in);
+    // the output layer starts small and its bias at the mean label: training starts from the constant predictor
+    auto init = [&](ggml_tensor * t, int fan_in, float scale, float fill = 0.0f) {
+        std::vector<float> v(ggml_nelements(t), fill);
+        if (scale > 0) {
+            const float a = scale * std::sqrt(6.0f / fan_in);
             std::uniform_real_distribution<float> u(-a, a);
             for (auto & e : v) e = u(rng);
         }
         ggml_backend_tensor_set(t, v.data(), 0, ggml_nbytes(t));
     };
-    init(w1, n_in, false);
-    init(b1, n_in, true);
-    init(w2, H, false);
-    init(b2, H, true);
+    double y_mean = 0;
+    for (int i : sp.train) y_mean += y[i] / 100.0 / sp.train.size();
+    init(w1, n_in, 1.0f);
+    init(b1, n_in, 0.0f);
+    init(w2, H, 0.1f);
+    init(b2, H, 0.0f, (float) y_mean);
 
     ggml_init_params cp = {ggml_tensor_overhead() * 1024 + 4 * ggml_graph_overhead_custom(GGML_DEFAULT_GRAPH_SIZE, true), nullptr, true};
     ggml_context * ctx_c = ggml_init(cp);
