@@ -1,5 +1,6 @@
 // kvlens think: adaptive fast/slow thinking with the KVClassifier — one question (-p), a problem set
 // (--arith N / --data F --format FMT, -o R.jsonl), the paper's Table 3 (--table) and a tau/delta sweep.
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -208,6 +209,7 @@ static int cmd_think(int argc, char ** argv) {
     const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
     PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
         s_paper{"initial + switch, paper mode"};
+    std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
     std::map<double, PolicyStats> init_grid;                   // tau -> initial only
     std::vector<double> conf, conf_slow, diff;
@@ -225,6 +227,13 @@ static int cmd_think(int argc, char ** argv) {
         ir.initial_score = score;
         s_init.add(ir, init.ok);
         s_online.add(on.r, on.ok);
+        if (it.level > 0) {
+            auto & bl = by_level[it.level];
+            bl[0].add(f.r, f.ok);
+            bl[1].add(sl.r, sl.ok);
+            bl[2].add(ir, init.ok);
+            bl[3].add(on.r, on.ok);
+        }
         if (on.r.confidence) { conf.push_back(*on.r.confidence); lab.push_back(on.ok); }
         if (sl.r.confidence) { conf_slow.push_back(*sl.r.confidence); lab_slow.push_back(sl.ok); }
         diff.push_back(-score);
@@ -261,6 +270,13 @@ static int cmd_think(int argc, char ** argv) {
     if (P.paper_mode) rows.push_back(s_paper);
     std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n\n%s", items.size(), P.tau,
                 P.delta, P.every, P.fast_cap, P.slow_cap, format_think_table(rows).c_str());
+    if (!by_level.empty()) {
+        std::printf("\nby level (accuracy %% / mean generated tokens):\n| level | always-fast | always-slow | initial only | initial + online | first mode fast %% |\n|---:|---|---|---|---|---:|\n");
+        for (auto & [lv, b] : by_level)
+            std::printf("| %d | %.0f%% / %.1f | %.0f%% / %.1f | %.0f%% / %.1f | %.0f%% / %.1f | %.0f |\n", lv, b[0].accuracy(),
+                        b[0].mean_tokens(), b[1].accuracy(), b[1].mean_tokens(), b[2].accuracy(), b[2].mean_tokens(),
+                        b[3].accuracy(), b[3].mean_tokens(), b[3].n ? 100.0 * b[3].fast_first / b[3].n : 0);
+    }
     if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C on the online answers): %.3f\n", *au);
     if (auto au = auroc(conf_slow, lab_slow)) std::printf("confidence AUROC (KV-CoE C on the always-slow answers): %.3f\n", *au);
     if (auto au = auroc(diff, lab_fast)) std::printf("classifier AUROC (-score predicting fast-mode correctness): %.3f\n", *au);
