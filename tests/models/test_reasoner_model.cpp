@@ -92,7 +92,7 @@ TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
 TEST(ReasonerModel, GatesOnFixedSample) {
     quiet_llama_logs();
     Generator gen(kModel, 1);
-    EvalReport r = evaluate(gen, 20, 7, 16, 96, nullptr, nullptr);
+    EvalReport r = evaluate(gen, 20, 7, 16, 160, nullptr, nullptr);
     EvalArgs a;
     a.model = kModel;
     a.per_level = 20;

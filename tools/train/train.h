@@ -10,19 +10,19 @@ struct TrainArgs {
     std::string out = "models/kvlens-reasoner.gguf";
     std::string ckpt_dir = "models/ckpt";
     HParams hp;
-    int64_t steps = 2000;     // total optimizer steps (sets the LR schedule)
+    int64_t steps = 2600;     // total optimizer steps (sets the LR schedule)
     double minutes = 0;       // stop (and checkpoint) after this long; 0 = no limit; rerun to resume
     int row_len = 160;        // T: tokens per packed row (the longest example: level 5, fast>slow)
     int batch_rows = 12;      // B: rows per step
-    double lr = 2e-3;
+    double lr = 1e-3;
     double wd = 0.1;
-    int warmup = 200;
+    int warmup = 100;
     uint64_t seed = 1234;
     int threads = 2;
     int log_every = 20;
     int val_every = 250;
     int val_per_level = 40;
-    double ckpt_minutes = 10;
+    double ckpt_minutes = 5;
     bool export_partial = false;  // also write --out when stopped by --minutes
     // set by run_train
     double rewarm_from = 0, rewarm_until = -1;
@@ -36,7 +36,7 @@ struct EvalArgs {
     uint64_t seed = 0;   // evaluation problems use seeds kArithEvalSeedBit | (seed*1e6 + i)
     int short_cutoff = 16;
     int threads = 2;
-    int max_new = 96;
+    int max_new = 160;  // the longest slow answer (level 5) is 132 tokens
     std::string jsonl;   // optional per-problem records
 };
 
