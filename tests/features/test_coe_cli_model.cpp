@@ -187,6 +187,12 @@ TEST(CoeCli, EvalTablePlotAndNulls) {
     EXPECT_EQ(j["scores"].size(), 11u);
     // a null wrong answer ranked lowest keeps the perfect separation (null row 3 is wrong)
     EXPECT_DOUBLE_EQ(j["scores"][7]["auroc"].get<double>(), 1.0);
+
+    auto b = run_cli("eval coe " + d.path + "/r.jsonl --bootstrap 200");
+    ASSERT_EQ(b.rc, 0) << b.out;
+    EXPECT_NE(b.out.find("| Maxprob | 100.00 | 100.00–100.00 |"), std::string::npos) << b.out;
+    EXPECT_NE(b.out.find("paired bootstrap, 200 resamples"), std::string::npos) << b.out;
+    EXPECT_NE(b.out.find("KV-CoE token R − Hidden CoE R: +0.00"), std::string::npos) << b.out;
 }
 
 TEST(CoeCli, BadInputNamesTheLine) {

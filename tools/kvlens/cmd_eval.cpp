@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +61,58 @@ std::vector<std::string> split_csv(const std::string & s) {
     return out;
 }
 
+// Bootstrap of the AUROC of every score on the same resamples (resamples with one class only are redrawn).
+struct Bootstrap {
+    int n = 0;
+    std::vector<std::vector<double>> auroc;  // [score][resample]
+    std::optional<double> quantile(size_t score, double q) const {
+        if (n == 0) return std::nullopt;
+        std::vector<double> v = auroc[score];
+        std::sort(v.begin(), v.end());
+        return v[std::min(v.size() - 1, (size_t) (q * (v.size() - 1) + 0.5))];
+    }
+    struct Diff {
+        double mean = 0, lo = 0, hi = 0, p_first_higher = 0;
+    };
+    Diff difference(size_t a, size_t b) const {
+        std::vector<double> d(n);
+        Diff r;
+        for (int k = 0; k < n; ++k) {
+            d[k] = auroc[a][k] - auroc[b][k];
+            r.mean += d[k] / n;
+            r.p_first_higher += (d[k] > 0 ? 1.0 : d[k] == 0 ? 0.5 : 0.0) / n;
+        }
+        std::sort(d.begin(), d.end());
+        r.lo = d[(size_t) (0.025 * (n - 1) + 0.5)];
+        r.hi = d[(size_t) (0.975 * (n - 1) + 0.5)];
+        return r;
+    }
+};
+
+Bootstrap bootstrap_auroc(const std::vector<std::vector<double>> & scores, const std::vector<int> & labels, int n_boot,
+                          uint64_t seed) {
+    Bootstrap b;
+    const int n_pos = (int) std::count(labels.begin(), labels.end(), 1);
+    if (n_boot <= 0 || n_pos == 0 || n_pos == (int) labels.size()) return b;
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<size_t> pick(0, labels.size() - 1);
+    b.auroc.assign(scores.size(), {});
+    std::vector<size_t> idx(labels.size());
+    std::vector<int> l(labels.size());
+    std::vector<double> v(labels.size());
+    while (b.n < n_boot) {
+        int pos = 0;
+        for (size_t k = 0; k < idx.size(); ++k) idx[k] = pick(rng), l[k] = labels[idx[k]], pos += l[k];
+        if (pos == 0 || pos == (int) idx.size()) continue;
+        for (size_t i = 0; i < scores.size(); ++i) {
+            for (size_t k = 0; k < idx.size(); ++k) v[k] = scores[i][idx[k]];
+            b.auroc[i].push_back(*auroc(v, l));
+        }
+        ++b.n;
+    }
+    return b;
+}
+
 int eval_coe(int argc, char ** argv) {
     CLI::App app{"accuracy and AUROC / FPR95 / AUPR of every self-evaluation score in kvlens coe records", "kvlens eval coe"};
     std::string path, json_out, plot_out, title = "KV-CoE self-evaluation";
@@ -71,6 +124,10 @@ int eval_coe(int argc, char ** argv) {
     app.add_option("--title", title, "plot title");
     std::string by;
     app.add_option("--by", by, "also print accuracy per value of a record field (level, format, mode)");
+    int n_boot = 0;
+    uint64_t boot_seed = 1;
+    app.add_option("--bootstrap", n_boot, "resamples for 95% AUROC intervals and a paired KV-CoE vs hidden CoE comparison");
+    app.add_option("--boot-seed", boot_seed, "seed of the bootstrap resampling");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
     const auto recs = read_coe_records(path);
@@ -92,24 +149,63 @@ int eval_coe(int argc, char ** argv) {
     std::printf("records: %zu (%s)\naccuracy: %.2f%% (%d correct, %d wrong); hit the token cap: %d (counted incorrect); "
                 "mean tokens: %.1f\n\n",
                 recs.size(), path.c_str(), acc * 100, n_pos, (int) recs.size() - n_pos, n_cap, (double) n_tok / recs.size());
-    std::printf("| score | AUROC ↑ | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|\n");
+    std::vector<std::vector<double>> filled(names.size());
+    std::vector<int> nulls(names.size());
+    for (size_t i = 0; i < names.size(); ++i) filled[i] = fill_nulls(cols[i], &nulls[i]);
+    const Bootstrap boot = bootstrap_auroc(filled, labels, n_boot, boot_seed);
+    if (boot.n > 0) std::printf("| score | AUROC ↑ | AUROC 95%% CI | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|---|\n");
+    else std::printf("| score | AUROC ↑ | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|\n");
 
     nlohmann::ordered_json jrows = nlohmann::ordered_json::array();
     std::map<std::string, std::vector<RocPoint>> rocs;
     std::string best;
     double best_auroc = -1;
+    std::vector<std::optional<double>> aurocs(names.size());
     for (size_t i = 0; i < names.size(); ++i) {
-        int n_null = 0;
-        auto v = fill_nulls(cols[i], &n_null);
+        const auto & v = filled[i];
         SelfEvalMetrics m = self_eval_metrics(v, labels);
+        aurocs[i] = m.auroc;
         auto ap_trap = aupr_trapezoid(v, labels);
-        std::printf("| %s | %s | %s | %s | %d |\n", names[i].label, pct(m.auroc).c_str(), pct(m.fpr95).c_str(),
-                    pct(m.aupr).c_str(), n_null);
-        jrows.push_back({{"key", names[i].key}, {"label", names[i].label}, {"auroc", opt(m.auroc)},
-                         {"fpr95", opt(m.fpr95)}, {"aupr", opt(m.aupr)}, {"aupr_trapezoid", opt(ap_trap)},
-                         {"null", n_null}});
+        std::string ci;
+        if (boot.n > 0) ci = " " + pct(boot.quantile(i, 0.025)) + "–" + pct(boot.quantile(i, 0.975)) + " |";
+        std::printf("| %s | %s |%s %s | %s | %d |\n", names[i].label, pct(m.auroc).c_str(), ci.c_str(), pct(m.fpr95).c_str(),
+                    pct(m.aupr).c_str(), nulls[i]);
+        nlohmann::ordered_json row = {{"key", names[i].key}, {"label", names[i].label}, {"auroc", opt(m.auroc)},
+                                      {"fpr95", opt(m.fpr95)}, {"aupr", opt(m.aupr)}, {"aupr_trapezoid", opt(ap_trap)},
+                                      {"null", nulls[i]}};
+        if (boot.n > 0) row["auroc_ci95"] = {opt(boot.quantile(i, 0.025)), opt(boot.quantile(i, 0.975))};
+        jrows.push_back(row);
         rocs[names[i].key] = roc_curve(v, labels);
         if (m.auroc && *m.auroc > best_auroc) best_auroc = *m.auroc, best = names[i].label;
+    }
+    nlohmann::ordered_json jcmp = nlohmann::ordered_json::array();
+    if (boot.n > 0) {
+        // paired comparisons on the same resamples: the best KV-CoE R/C score against the best hidden CoE R/C score and
+        // the best output-based score (each chosen by its point AUROC)
+        auto best_of = [&](const char * prefix1, const char * prefix2) {
+            int b = -1;
+            for (size_t i = 0; i < names.size(); ++i) {
+                std::string k = names[i].key;
+                if (k.rfind(prefix1, 0) != 0 && (!prefix2 || k.rfind(prefix2, 0) != 0)) continue;
+                const std::string tail = k.substr(k.size() - 2);
+                if (tail != ".r" && tail != ".c") continue;  // R and C, the CoE scores of both families
+                if (aurocs[i] && (b < 0 || *aurocs[i] > *aurocs[b])) b = (int) i;
+            }
+            return b;
+        };
+        const int kv = best_of("kv_", nullptr), hid = best_of("hidden.", nullptr);
+        int out = -1;
+        for (int i : {0, 1, 2})
+            if (aurocs[i] && (out < 0 || *aurocs[i] > *aurocs[out])) out = i;
+        std::printf("\npaired bootstrap, %d resamples (ΔAUROC in points, 95%% interval, share of resamples where the first is higher):\n", boot.n);
+        for (int other : {hid, out}) {
+            if (kv < 0 || other < 0) continue;
+            auto d = boot.difference(kv, other);
+            std::printf("  %s − %s: %+.2f [%+.2f, %+.2f], first higher in %.1f%%\n", names[kv].label, names[other].label,
+                        d.mean * 100, d.lo * 100, d.hi * 100, d.p_first_higher * 100);
+            jcmp.push_back({{"a", names[kv].key}, {"b", names[other].key}, {"delta_mean", d.mean}, {"delta_lo", d.lo},
+                            {"delta_hi", d.hi}, {"p_a_higher", d.p_first_higher}});
+        }
     }
     if (!by.empty()) {
         std::map<std::string, std::array<int, 3>> g;  // n, correct, hit_cap
@@ -142,7 +238,8 @@ int eval_coe(int argc, char ** argv) {
         std::ofstream f(json_out);
         f << nlohmann::ordered_json{{"records", path}, {"n", recs.size()}, {"accuracy", acc}, {"correct", n_pos},
                                     {"hit_cap", n_cap}, {"mean_tokens", (double) n_tok / recs.size()},
-                                    {"null_rule", "ranked lowest"}, {"scores", jrows}}
+                                    {"null_rule", "ranked lowest"}, {"bootstrap", boot.n}, {"scores", jrows},
+                                    {"comparisons", jcmp}}
                  .dump(1)
           << "\n";
         if (!f) throw Error("cannot write " + json_out);
