@@ -268,8 +268,13 @@ static int cmd_think(int argc, char ** argv) {
     }
     std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
     if (P.paper_mode) rows.push_back(s_paper);
-    std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n\n%s", items.size(), P.tau,
-                P.delta, P.every, P.fast_cap, P.slow_cap, format_think_table(rows).c_str());
+    std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n", items.size(), P.tau,
+                P.delta, P.every, P.fast_cap, P.slow_cap);
+    const ProbeMeta & cm = clf.meta();
+    std::printf("classifier: %s, %s features, labels %s%s, MLP %d->%d->1, %d train / %d val rows, val MSE %.1f\n\n%s",
+                cm.window.describe().c_str(), cm.variant.c_str(), cm.label_scheme.c_str(),
+                cm.switch_aware ? " (switch-aware windows)" : " (prompt windows only)", cm.input_dim, cm.hidden, cm.n_train,
+                cm.n_val, cm.val_mse, format_think_table(rows).c_str());
     if (!by_level.empty()) {
         std::printf("\nby level (accuracy %% / mean generated tokens):\n| level | always-fast | always-slow | initial only | initial + online | first mode fast %% |\n|---:|---|---|---|---|---:|\n");
         for (auto & [lv, b] : by_level)
