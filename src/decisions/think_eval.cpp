@@ -26,8 +26,9 @@ std::string format_think_table(const std::vector<PolicyStats> & rows, const std:
         " | first mode fast % | switches | cap hits |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     char b[512];
     for (auto & r : rows) {
-        const double ratio = r.mean_tokens() > 0 && base > 0 ? base / r.mean_tokens() : 0;
-        std::snprintf(b, sizeof b, "| %s | %d | %.1f | %.1f | %.1f | %.2fx fewer | %.0f | %d | %d |\n", r.name.c_str(), r.n,
+        char ratio[32] = "-";
+        if (r.mean_tokens() > 0 && base > 0) std::snprintf(ratio, sizeof ratio, "%.2fx fewer", base / r.mean_tokens());
+        std::snprintf(b, sizeof b, "| %s | %d | %.1f | %.1f | %.1f | %s | %.0f | %d | %d |\n", r.name.c_str(), r.n,
                       r.accuracy(), r.mean_tokens(), r.mean_tokens_paper(), ratio, r.n ? 100.0 * r.fast_first / r.n : 0,
                       r.switches, r.cap_hits);
         out += b;
