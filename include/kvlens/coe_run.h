@@ -95,7 +95,8 @@ std::vector<CoeRecord> read_coe_records(const std::string & path, bool tolerate_
                                         size_t * valid_bytes = nullptr);
 
 // The self-evaluation scores of a record, higher = more likely correct: maxprob, 1/ppl, 1/(entropy + 1e-12),
-// KV token axis Mag/Ang/R/C, KV layer axis R/C, hidden R/C (Mag and Ang as they are, without a sign flip).
+// KV token axis Mag/Ang/R/C, KV layer axis R/C, hidden R/C (Mag and Ang as they are, without a sign flip), and a
+// length baseline −tokens (shorter answers are often easier ones: a confound every score should be read against).
 struct CoeScoreName {
     const char * key;    // "kv_token.r"
     const char * label;  // "KV-CoE token R"

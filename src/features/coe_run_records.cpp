@@ -180,6 +180,7 @@ const std::vector<CoeScoreName> & coe_score_names() {
         {"kv_layer.c", "KV-CoE layer C"},
         {"hidden.r", "Hidden CoE R"},
         {"hidden.c", "Hidden CoE C"},
+        {"neg_tokens", "Length baseline (−tokens)"},
     };
     return names;
 }
@@ -203,7 +204,8 @@ std::vector<std::optional<double>> coe_record_scores(const CoeRecord & r) {
             get(r.kv_layer, &CoeScores::r),
             get(r.kv_layer, &CoeScores::c),
             get(r.hidden, &CoeScores::r),
-            get(r.hidden, &CoeScores::c)};
+            get(r.hidden, &CoeScores::c),
+            std::optional<double>(-(double) r.tokens)};
 }
 
 }  // namespace kvlens

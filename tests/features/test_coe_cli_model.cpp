@@ -80,7 +80,7 @@ std::string two_class_records() {
         const bool ok = i % 2 == 0;
         const double v = ok ? 0.8 + 0.01 * i : 0.2 + 0.01 * i;  // separates perfectly
         json chain = {{"mag", v}, {"ang", 1 - v}, {"r", 2 * v - 1}, {"c", v}};
-        json r = {{"id", std::to_string(i)}, {"output", "x"}, {"correct", ok}, {"hit_cap", !ok && i == 7}, {"tokens", 10},
+        json r = {{"id", std::to_string(i)}, {"level", i < 4 ? 1 : 2}, {"output", "x"}, {"correct", ok}, {"hit_cap", !ok && i == 7}, {"tokens", 10},
                   {"maxprob", v}, {"ppl", 1 / v}, {"entropy", 1 - v}, {"kv_token", chain},
                   {"kv_layer", i == 3 ? json(nullptr) : chain}, {"hidden", chain}};
         s += r.dump() + "\n";
@@ -184,7 +184,7 @@ TEST(CoeCli, EvalTablePlotAndNulls) {
     EXPECT_NE(svg.find("KV-CoE token R"), std::string::npos);
     json j = json::parse(slurp(d.path + "/e.json"));
     EXPECT_EQ(j["n"], 8);
-    EXPECT_EQ(j["scores"].size(), 11u);
+    EXPECT_EQ(j["scores"].size(), 12u);
     // a null wrong answer ranked lowest keeps the perfect separation (null row 3 is wrong)
     EXPECT_DOUBLE_EQ(j["scores"][7]["auroc"].get<double>(), 1.0);
 
@@ -193,6 +193,12 @@ TEST(CoeCli, EvalTablePlotAndNulls) {
     EXPECT_NE(b.out.find("| Maxprob | 100.00 | 100.00–100.00 |"), std::string::npos) << b.out;
     EXPECT_NE(b.out.find("paired bootstrap, 200 resamples"), std::string::npos) << b.out;
     EXPECT_NE(b.out.find("KV-CoE token R − Hidden CoE R: +0.00"), std::string::npos) << b.out;
+    auto g = run_cli("eval coe " + d.path + "/r.jsonl --by level");
+    ASSERT_EQ(g.rc, 0) << g.out;
+    EXPECT_NE(g.out.find("| 1 | 4 | 50.00% | 0 |"), std::string::npos) << g.out;
+    EXPECT_NE(g.out.find("| 2 | 4 | 50.00% | 1 |"), std::string::npos) << g.out;
+    EXPECT_NE(g.out.find("AUROC within each level"), std::string::npos) << g.out;
+    EXPECT_NE(g.out.find("| Length baseline (−tokens) | 50.00 | 50.00 |"), std::string::npos) << g.out;
 }
 
 TEST(CoeCli, BadInputNamesTheLine) {

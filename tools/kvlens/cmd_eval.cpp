@@ -207,15 +207,39 @@ int eval_coe(int argc, char ** argv) {
                             {"delta_hi", d.hi}, {"p_a_higher", d.p_first_higher}});
         }
     }
+    nlohmann::ordered_json jby;
     if (!by.empty()) {
-        std::map<std::string, std::array<int, 3>> g;  // n, correct, hit_cap
-        for (auto & r : recs) {
-            auto it = r.info.find(by);
-            auto & c = g[it == r.info.end() ? "(none)" : it->second];
-            c[0] += 1, c[1] += r.correct, c[2] += r.hit_cap;
+        // accuracy per group, and AUROC of every score within each group (where both classes occur): a score that only
+        // tells groups apart (e.g. easy from hard levels) shows a high pooled AUROC but not within the groups
+        std::map<std::string, std::vector<size_t>> groups;
+        for (size_t k = 0; k < recs.size(); ++k) {
+            auto it = recs[k].info.find(by);
+            groups[it == recs[k].info.end() ? "(none)" : it->second].push_back(k);
         }
         std::printf("\n| %s | n | accuracy | hit cap |\n|---|---|---|---|\n", by.c_str());
-        for (auto & [k, c] : g) std::printf("| %s | %d | %.2f%% | %d |\n", k.c_str(), c[0], 100.0 * c[1] / c[0], c[2]);
+        for (auto & [g, idx] : groups) {
+            int c = 0, cap = 0;
+            for (size_t k : idx) c += labels[k], cap += recs[k].hit_cap;
+            std::printf("| %s | %zu | %.2f%% | %d |\n", g.c_str(), idx.size(), 100.0 * c / idx.size(), cap);
+            jby[g] = {{"n", idx.size()}, {"accuracy", (double) c / idx.size()}, {"hit_cap", cap}};
+        }
+        std::printf("\nAUROC within each %s (— : one class only):\n\n| score |", by.c_str());
+        for (auto & [g, idx] : groups) std::printf(" %s |", g.c_str());
+        std::printf("\n|---|");
+        for (size_t i = 0; i < groups.size(); ++i) std::printf("---|");
+        std::printf("\n");
+        for (size_t i = 0; i < names.size(); ++i) {
+            std::printf("| %s |", names[i].label);
+            for (auto & [g, idx] : groups) {
+                std::vector<double> v;
+                std::vector<int> l;
+                for (size_t k : idx) v.push_back(filled[i][k]), l.push_back(labels[k]);
+                auto a = auroc(v, l);
+                std::printf(" %s |", pct(a).c_str());
+                jby[g]["auroc"][names[i].key] = opt(a);
+            }
+            std::printf("\n");
+        }
     }
     std::printf("\nAUROC, FPR95 and AUPR in %%; correct = positive class, higher score = more likely correct. "
                 "AUPR = average precision. Rows without a score (null) rank lowest.\n");
@@ -238,7 +262,7 @@ int eval_coe(int argc, char ** argv) {
         std::ofstream f(json_out);
         f << nlohmann::ordered_json{{"records", path}, {"n", recs.size()}, {"accuracy", acc}, {"correct", n_pos},
                                     {"hit_cap", n_cap}, {"mean_tokens", (double) n_tok / recs.size()},
-                                    {"null_rule", "ranked lowest"}, {"bootstrap", boot.n}, {"scores", jrows},
+                                    {"null_rule", "ranked lowest"}, {"bootstrap", boot.n}, {"scores", jrows}, {"by", jby},
                                     {"comparisons", jcmp}}
                  .dump(1)
           << "\n";
