@@ -28,6 +28,7 @@ struct CoeRunOptions {
     KvPart kv_part = KvPart::KV;
     bool l2_normalize = false;  // token axis: L2-normalise each x_t
     bool hidden_embedding = true;
+    bool ignore_eog = false;    // benchmarks: keep decoding through end-of-generation tokens (always max_tokens)
 };
 
 struct CoeSample {
@@ -36,7 +37,8 @@ struct CoeSample {
     int n_prompt = 0;
     int cap = 0;                // the token cap applied: min(max_tokens, context size − prompt length)
     bool hit_eog = false, hit_cap = false;
-    double prefill_seconds = 0, decode_seconds = 0;
+    double prefill_seconds = 0, decode_seconds = 0;          // wall clock
+    double prefill_cpu_seconds = 0, decode_cpu_seconds = 0;  // process CPU time (robust on shared cores with -t 1)
     std::optional<double> maxprob, perplexity, entropy;  // means over sampled tokens (docs/COE.md)
     std::optional<CoeScores> kv_token, kv_layer, hidden;  // nullopt: degenerate chain (or chains off)
     size_t state_floats = 0, state_bytes = 0;             // KvCoeConsumer memory at the end of the sample

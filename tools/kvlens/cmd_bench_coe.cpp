@@ -157,9 +157,10 @@ static int bench_coe(int argc, char ** argv) {
         CoeRunOptions off, on;
         off.chains = false;
         off.max_tokens = on.max_tokens = n_decode;
+        off.ignore_eog = on.ignore_eog = true;  // always n_decode tokens, whatever the model says
         CoeRunner r_off(s_off, off), r_on(s_on, on);
         CoeRunner * runners[2] = {&r_off, &r_on};
-        std::vector<double> dec[2], pre[2];
+        std::vector<double> dec[2], pre[2], dec_cpu[2];
         std::fprintf(stderr, "bench coe: %s (%s, %d layers), %d prompt + %d decode tokens, %d reps x 2 configs\n",
                      a.model.path.c_str(), f.arch.c_str(), f.n_layer, n_prompt, n_decode, reps);
         for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
@@ -167,23 +168,28 @@ static int bench_coe(int argc, char ** argv) {
                 CoeSample r = runners[c]->run(prompt);
                 if (rep == 0) continue;
                 dec[c].push_back(r.tokens.size() / r.decode_seconds);
+                dec_cpu[c].push_back(r.tokens.size() / r.decode_cpu_seconds);
                 pre[c].push_back(n_prompt / r.prefill_seconds);
             }
             std::fprintf(stderr, "  rep %d/%d\n", rep, reps);
         }
-        const double d0 = median(dec[0]), p0 = median(pre[0]);
+        const double d0 = median(dec[0]), p0 = median(pre[0]), dc0 = median(dec_cpu[0]);
         std::printf("## decode speed (%s, %s, %d threads; median of %d interleaved runs, [min–max])\n\n"
-                    "| config | prefill tok/s | ratio | decode tok/s | ratio |\n|---|---|---|---|---|\n",
+                    "| config | prefill tok/s | ratio | decode tok/s | ratio | decode tok per CPU-s | ratio |\n"
+                    "|---|---|---|---|---|---|---|\n",
                     f.arch.c_str(), a.model.path.c_str(), a.session.n_threads, reps);
         ojson rows = ojson::array();
         for (int c = 0; c < 2; ++c) {
             const double d = median(dec[c]), p = median(pre[c]);
             const auto [dlo, dhi] = std::minmax_element(dec[c].begin(), dec[c].end());
             const auto [plo, phi] = std::minmax_element(pre[c].begin(), pre[c].end());
-            std::printf("| %s | %.1f [%.1f–%.1f] | %.3f | %.2f [%.2f–%.2f] | %.3f |\n", names[c], p, *plo, *phi, p / p0, d,
-                        *dlo, *dhi, d / d0);
+            const double dc = median(dec_cpu[c]);
+            const auto [clo, chi] = std::minmax_element(dec_cpu[c].begin(), dec_cpu[c].end());
+            std::printf("| %s | %.1f [%.1f–%.1f] | %.3f | %.2f [%.2f–%.2f] | %.3f | %.2f [%.2f–%.2f] | %.3f |\n", names[c], p,
+                        *plo, *phi, p / p0, d, *dlo, *dhi, d / d0, dc, *clo, *chi, dc / dc0);
             rows.push_back({{"config", names[c]}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d},
-                            {"decode_ratio", d / d0}, {"decode_runs", dec[c]}, {"prefill_runs", pre[c]}});
+                            {"decode_ratio", d / d0}, {"decode_tok_per_cpu_s", dc}, {"decode_cpu_ratio", dc / dc0},
+                            {"decode_runs", dec[c]}, {"decode_cpu_runs", dec_cpu[c]}, {"prefill_runs", pre[c]}});
         }
         std::printf("\n");
         result["speed"] = {{"model", a.model.path}, {"n_layer", f.n_layer}, {"n_prompt", n_prompt}, {"n_decode", n_decode},
