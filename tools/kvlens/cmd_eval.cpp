@@ -116,7 +116,7 @@ Bootstrap bootstrap_auroc(const std::vector<std::vector<double>> & scores, const
 int eval_coe(int argc, char ** argv) {
     CLI::App app{"accuracy and AUROC / FPR95 / AUPR of every self-evaluation score in kvlens coe records", "kvlens eval coe"};
     std::string path, json_out, plot_out, title = "KV-CoE self-evaluation";
-    std::string plot_scores = "maxprob,ppl,entropy,kv_token.r,kv_token.c,kv_layer.r,kv_layer.c,hidden.r,hidden.c";
+    std::string plot_scores = "maxprob,ppl,entropy,kv_token.r,kv_token.c,kv_layer.r,kv_layer.c,hidden.r,hidden.c,neg_tokens";
     app.add_option("records", path, "records JSONL written by kvlens coe")->required();
     app.add_option("--json", json_out, "also write the results as JSON");
     app.add_option("--plot", plot_out, "draw the ROC curves to an SVG file");
