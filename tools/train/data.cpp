@@ -86,7 +86,7 @@ Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, i
 
 Example Mixture::draw(const Tokenizer & tok, std::mt19937_64 & rng, double progress) const {
     // curriculum: level L unlocks at progress (L-1)*0.04; harder levels weigh more once unlocked
-    static const double w[] = {1.0, 1.0, 1.5, 2.0, 3.0};
+    const double * w = level_weight;
     double wsum = 0, cw[kArithMaxLevel];
     for (int l = 1; l <= kArithMaxLevel; ++l) {
         wsum += progress >= (l - 1) * 0.04 ? w[l - 1] : 0.0;

@@ -44,6 +44,7 @@ Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, i
 // Mixture: level by curriculum (progress in [0,1]), mode by fixed shares.
 struct Mixture {
     double p_fast = 0.30, p_slow = 0.50, p_cut = 0.10;  // rest: fast-then-slow
+    double level_weight[kArithMaxLevel] = {1.0, 1.0, 1.5, 2.0, 3.0};
     Example draw(const Tokenizer & tok, std::mt19937_64 & rng, double progress) const;
 };
 

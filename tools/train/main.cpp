@@ -66,6 +66,7 @@ int main(int argc, char ** argv) {
             else if (k == "--log-every") ta.log_every = std::stoi(next());
             else if (k == "--ckpt-minutes") ta.ckpt_minutes = std::stod(next());
             else if (k == "--export-partial") ta.export_partial = true;
+            else if (k == "--level-weights") ta.level_weights = next();
             else if (k == "--model") ea.model = next();
             else if (k == "--per-level") ea.per_level = std::stoi(next());
             else if (k == "--cutoff") ea.short_cutoff = std::stoi(next());

@@ -198,6 +198,15 @@ int run_train(const TrainArgs & a) {
     };
 
     Mixture mix;
+    if (!a.level_weights.empty()) {
+        size_t at = 0;
+        for (int l = 0; l < kArithMaxLevel; ++l) {
+            const size_t comma = a.level_weights.find(',', at);
+            mix.level_weight[l] = std::stod(a.level_weights.substr(at, comma - at));
+            if (comma == std::string::npos) break;
+            at = comma + 1;
+        }
+    }
     std::vector<Example> pool;
     size_t pool_pos = 0;
     auto t0 = std::chrono::steady_clock::now();

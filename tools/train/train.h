@@ -23,6 +23,7 @@ struct TrainArgs {
     int val_every = 250;
     int val_per_level = 40;
     double ckpt_minutes = 5;
+    std::string level_weights;    // "w1,w2,w3,w4,w5" (default 1,1,1.5,2,3)
     bool export_partial = false;  // also write --out when stopped by --minutes
     // set by run_train
     double rewarm_from = 0, rewarm_until = -1;
