@@ -2,6 +2,7 @@
 // layers, and hidden-state capture on for all layers — same model, threads and prompt, interleaved runs,
 // reported as ratios to tap-off. By default on a random-weight Qwen3-0.6B-shaped Q8_0 GGUF it generates.
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,8 +34,15 @@ struct SumConsumer : TapConsumer {
 struct Config {
     std::string name;
     TapSpec spec;
-    std::vector<double> prefill_tps, decode_tps;
+    std::vector<double> prefill_tps, decode_tps, decode_cpu_tps;  // wall and per process-CPU-second
 };
+
+// Process CPU time: with -t 1 it is robust to other jobs on a shared machine (wall time is not).
+double cpu_now() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -108,29 +116,48 @@ static int bench_tap(int argc, char ** argv) {
     std::fprintf(stderr, "bench tap: %s (%s, %d layers), %d prompt + %d decode tokens, %d reps x %zu configs\n",
                  a.model.path.c_str(), f.arch.c_str(), f.n_layer, n_prompt, n_decode, reps, cfgs.size());
     auto t_start = clk::now();
+    // Decode is interleaved token by token across the configurations (round robin), so whatever else the
+    // machine does hits every configuration alike; prefill alternates run by run.
     for (int r = 0; r < reps + 1; ++r) {  // rep 0 warms up and is not counted
+        std::vector<double> wall(cfgs.size(), 0), cpu(cfgs.size(), 0);
         for (size_t i = 0; i < cfgs.size(); ++i) {
             Session & s = *sessions[i];
             s.clear();
             auto t0 = clk::now();
             s.eval(prompt);
             auto t1 = clk::now();
-            for (int k = 0; k < n_decode; ++k) s.eval({s.sample()});
-            auto t2 = clk::now();
-            if (r == 0) continue;
-            cfgs[i].prefill_tps.push_back(n_prompt / std::chrono::duration<double>(t1 - t0).count());
-            cfgs[i].decode_tps.push_back(n_decode / std::chrono::duration<double>(t2 - t1).count());
+            if (r > 0) cfgs[i].prefill_tps.push_back(n_prompt / std::chrono::duration<double>(t1 - t0).count());
         }
+        for (int k = 0; k < n_decode; ++k) {
+            for (size_t j = 0; j < cfgs.size(); ++j) {
+                size_t i = (j + k) % cfgs.size();  // rotate who goes first
+                Session & s = *sessions[i];
+                Token t = s.sample();
+                auto t1 = clk::now();
+                double c1 = cpu_now();
+                s.eval({t});
+                cpu[i] += cpu_now() - c1;
+                wall[i] += std::chrono::duration<double>(clk::now() - t1).count();
+            }
+        }
+        if (r > 0)
+            for (size_t i = 0; i < cfgs.size(); ++i) {
+                cfgs[i].decode_tps.push_back(n_decode / wall[i]);
+                cfgs[i].decode_cpu_tps.push_back(n_decode / cpu[i]);
+            }
         double el = std::chrono::duration<double>(clk::now() - t_start).count();
         std::fprintf(stderr, "  rep %d/%d done, %.0f s elapsed, ETA %.0f s\n", r, reps, el, el / (r + 1) * (reps - r));
     }
-    double p0 = median(cfgs[0].prefill_tps), d0 = median(cfgs[0].decode_tps);
-    std::printf("| config | prefill tok/s | ratio | decode tok/s | ratio | decode slowdown |\n|---|---|---|---|---|---|\n");
+    double p0 = median(cfgs[0].prefill_tps), d0 = median(cfgs[0].decode_tps), u0 = median(cfgs[0].decode_cpu_tps);
+    std::printf("| config | prefill tok/s | ratio | decode tok/s | ratio | decode tok/CPU-s | ratio | decode slowdown (CPU) |\n"
+                "|---|---|---|---|---|---|---|---|\n");
     nlohmann::ordered_json rows = nlohmann::json::array();
     for (auto & c : cfgs) {
-        double p = median(c.prefill_tps), d = median(c.decode_tps);
-        std::printf("| %s | %.1f | %.3f | %.2f | %.3f | %+.1f%% |\n", c.name.c_str(), p, p / p0, d, d / d0, (d0 / d - 1) * 100);
-        rows.push_back({{"config", c.name}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d}, {"decode_ratio", d / d0}});
+        double p = median(c.prefill_tps), d = median(c.decode_tps), u = median(c.decode_cpu_tps);
+        std::printf("| %s | %.1f | %.3f | %.2f | %.3f | %.2f | %.3f | %+.1f%% |\n", c.name.c_str(), p, p / p0, d, d / d0, u,
+                    u / u0, (u0 / u - 1) * 100);
+        rows.push_back({{"config", c.name}, {"prefill_tps", p}, {"prefill_ratio", p / p0}, {"decode_tps", d},
+                        {"decode_ratio", d / d0}, {"decode_tok_per_cpu_s", u}, {"decode_cpu_ratio", u / u0}});
     }
     if (!json_out.empty())
         std::ofstream(json_out) << nlohmann::ordered_json{{"model", a.model.path}, {"arch", f.arch}, {"n_layer", f.n_layer},
