@@ -89,7 +89,8 @@ std::vector<float> Embedder::embed_one(const std::string & text) {
     KvPooler pooler(cfg, shape_, layers_);
     pooler.set_range(0, (int) t.size());
     s.subscribe(&pooler);
-    s.eval(t);
+    // hidden pooling needs every token's last-layer output, which llama.cpp computes only for output tokens
+    s.eval(t, /*all_logits=*/cfg.source == EmbedSource::Hidden);
     return pooler.result();
 }
 
