@@ -3,15 +3,6 @@
 
 #include <linear.h>
 
-#include <dlfcn.h>
-
-// liblinear is referenced weakly, so a build that does not link -llinear (or whose linker drops it under
-// --as-needed) still links; the functions are then taken from liblinear.so at run time.
-#pragma weak train
-#pragma weak predict
-#pragma weak free_and_destroy_model
-#pragma weak check_parameter
-#pragma weak set_print_string_function
 
 #include <algorithm>
 #include <cmath>
@@ -174,36 +165,17 @@ std::vector<int> test_rows(const std::vector<int> & y, const Protocol & p) {
 namespace {
 void quiet(const char *) {}
 
+// liblinear (Debian liblinear-dev), linked by CMake.
 struct Liblinear {
-    decltype(&::train) train = nullptr;
-    decltype(&::predict) predict = nullptr;
-    decltype(&::free_and_destroy_model) free_model = nullptr;
-    decltype(&::check_parameter) check = nullptr;
-    decltype(&::set_print_string_function) set_print = nullptr;
+    decltype(&::train) train = &::train;
+    decltype(&::predict) predict = &::predict;
+    decltype(&::free_and_destroy_model) free_model = &::free_and_destroy_model;
+    decltype(&::check_parameter) check = &::check_parameter;
+    decltype(&::set_print_string_function) set_print = &::set_print_string_function;
 };
 
 const Liblinear & liblinear() {
-    static const Liblinear lib = [] {
-        Liblinear l;
-        if (&::train && &::predict && &::free_and_destroy_model && &::check_parameter && &::set_print_string_function) {
-            l = {&::train, &::predict, &::free_and_destroy_model, &::check_parameter, &::set_print_string_function};
-            return l;
-        }
-        void * h = nullptr;
-        for (const char * name : {"liblinear.so.4", "liblinear.so", "liblinear.so.5"}) {
-            if ((h = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
-        }
-        if (!h) return l;
-        l.train = reinterpret_cast<decltype(l.train)>(dlsym(h, "train"));
-        l.predict = reinterpret_cast<decltype(l.predict)>(dlsym(h, "predict"));
-        l.free_model = reinterpret_cast<decltype(l.free_model)>(dlsym(h, "free_and_destroy_model"));
-        l.check = reinterpret_cast<decltype(l.check)>(dlsym(h, "check_parameter"));
-        l.set_print = reinterpret_cast<decltype(l.set_print)>(dlsym(h, "set_print_string_function"));
-        return l;
-    }();
-    if (!lib.train || !lib.predict || !lib.free_model || !lib.check || !lib.set_print) {
-        throw Error("liblinear not found: install liblinear-dev (or link kvlens with -llinear)");
-    }
+    static const Liblinear lib;
     return lib;
 }
 
