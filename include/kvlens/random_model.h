@@ -23,4 +23,7 @@ RandomModelSpec model_shape(const std::string & name);
 // Write the GGUF; throws kvlens::Error on failure.
 void write_random_model(const RandomModelSpec & spec, const std::string & path);
 
+// The benchmarks' model: DIR/random-TAG-WTYPE.gguf, written once (atomically) and reused afterwards.
+std::string cached_random_model(const RandomModelSpec & spec, const std::string & tag, const std::string & dir);
+
 }  // namespace kvlens

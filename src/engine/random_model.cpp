@@ -1,5 +1,9 @@
 #include "kvlens/random_model.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -153,6 +157,17 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
     gguf_free(g);
     for (auto * c : w.ctxs) ggml_free(c);
     if (!ok) throw Error("cannot write " + path);
+}
+
+std::string cached_random_model(const RandomModelSpec & s, const std::string & tag, const std::string & dir) {
+    mkdir(dir.c_str(), 0755);
+    const std::string path = dir + "/random-" + tag + "-" + s.weight_type + ".gguf";
+    struct stat st{};
+    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return path;
+    std::fprintf(stderr, "writing %s (random weights, once) ...\n", path.c_str());
+    write_random_model(s, path + ".tmp");
+    if (std::rename((path + ".tmp").c_str(), path.c_str()) != 0) throw Error("cannot write " + path);
+    return path;
 }
 
 }  // namespace kvlens

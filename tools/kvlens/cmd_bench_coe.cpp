@@ -31,17 +31,6 @@ double median(std::vector<double> v) {
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
-std::string cached_model(RandomModelSpec s, const std::string & tag, const std::string & dir) {
-    mkdir(dir.c_str(), 0755);
-    const std::string path = dir + "/random-" + tag + "-" + s.weight_type + ".gguf";
-    struct stat st{};
-    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return path;
-    std::fprintf(stderr, "bench coe: writing %s (random weights, once) ...\n", path.c_str());
-    write_random_model(s, path + ".tmp");
-    std::rename((path + ".tmp").c_str(), path.c_str());
-    return path;
-}
-
 // The CoE state, in values, of a model shape after T generated tokens (kv_part KV, every layer in the chains,
 // hidden chain from the embedding input): token axis x_0, previous x, scratch x (3·w) + 2 scalars per step;
 // layer axis L running sums of width w + L counts; hidden (L+1) running sums of width E + (L+1) counts; one
@@ -141,7 +130,7 @@ static int bench_coe(int argc, char ** argv) {
             RandomModelSpec s = model_shape(shape);
             s.weight_type = wtype;
             s.vocab_gguf = vocab;
-            a.model.path = cached_model(s, shape, cache_dir);
+            a.model.path = cached_random_model(s, shape, cache_dir);
         }
         auto model = cli::load_model(a);
         const ModelFacts & f = model->facts();
@@ -214,7 +203,7 @@ static int bench_coe(int argc, char ** argv) {
         RandomModelSpec small;  // 4 layers, n_embd 64, 2 KV heads x 16
         small.vocab_gguf = vocab;
         small.n_ctx = 8192;
-        const std::string path = cached_model(small, "small-qwen3", cache_dir);
+        const std::string path = cached_random_model(small, "small-qwen3", cache_dir);
         std::printf("\n## check on a small random qwen3 (decode T tokens, KvCoeConsumer::state_floats())\n\n"
                     "| T | measured CoE values | formula | measured bytes | hidden floats handed out | formula | ratio (bytes) |\n"
                     "|---|---|---|---|---|---|---|\n");

@@ -49,21 +49,6 @@ double median(std::vector<double> v) {
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
-std::string ensure_model(const std::string & shape, const std::string & wtype, const std::string & vocab,
-                         const std::string & dir) {
-    mkdir(dir.c_str(), 0755);
-    std::string path = dir + "/random-" + shape + "-" + wtype + ".gguf";
-    struct stat st{};
-    if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return path;
-    RandomModelSpec s = model_shape(shape);
-    s.weight_type = wtype;
-    s.vocab_gguf = vocab;
-    std::fprintf(stderr, "bench: writing %s (random weights, once) ...\n", path.c_str());
-    write_random_model(s, path + ".tmp");
-    std::rename((path + ".tmp").c_str(), path.c_str());
-    return path;
-}
-
 }  // namespace
 
 static int bench_tap(int argc, char ** argv) {
@@ -85,7 +70,12 @@ static int bench_tap(int argc, char ** argv) {
     cli::add_session_flags(app, a);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
-    if (a.model.path.empty()) a.model.path = ensure_model(shape, wtype, vocab, cache_dir);
+    if (a.model.path.empty()) {
+        RandomModelSpec spec = model_shape(shape);
+        spec.weight_type = wtype;
+        spec.vocab_gguf = vocab;
+        a.model.path = cached_random_model(spec, shape, cache_dir);
+    }
 
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();

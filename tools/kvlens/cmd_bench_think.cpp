@@ -47,17 +47,10 @@ static int bench_think(int argc, char ** argv) {
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
     if (a.model.path.empty()) {
-        mkdir(cache_dir.c_str(), 0755);
-        a.model.path = cache_dir + "/random-" + shape + "-q8_0.gguf";
-        struct stat st{};
-        if (stat(a.model.path.c_str(), &st) != 0) {
-            RandomModelSpec s = model_shape(shape);
-            s.weight_type = "q8_0";
-            s.vocab_gguf = vocab;
-            std::fprintf(stderr, "bench: writing %s (random weights, once) ...\n", a.model.path.c_str());
-            write_random_model(s, a.model.path + ".tmp");
-            std::rename((a.model.path + ".tmp").c_str(), a.model.path.c_str());
-        }
+        RandomModelSpec s = model_shape(shape);
+        s.weight_type = "q8_0";
+        s.vocab_gguf = vocab;
+        a.model.path = cached_random_model(s, shape, cache_dir);
     }
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
