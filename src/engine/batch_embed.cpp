@@ -51,16 +51,6 @@ struct BatchRunner::Impl {
         cnt = n;
     }
 
-    static bool callback(ggml_tensor * t, bool ask, void * ud) {
-        auto * self = static_cast<Impl *>(ud);
-        if (!self->active) return ask ? false : true;
-        TapKind kind;
-        int layer;
-        if (!self->filter.match(t, kind, layer)) return ask ? false : true;
-        if (ask) return true;
-        self->on_tensor(t, kind, layer);
-        return true;
-    }
 };
 
 BatchRunner::BatchRunner(std::shared_ptr<Model> model, const BatchParams & p, const TapSpec & tap, bool pooled_mean)
@@ -104,7 +94,7 @@ BatchRunner::BatchRunner(std::shared_ptr<Model> model, const BatchParams & p, co
         cp.embeddings = true;
         cp.pooling_type = LLAMA_POOLING_TYPE_MEAN;
     } else {
-        cp.cb_eval = &Impl::callback;
+        cp.cb_eval = &engine::tap_eval_callback<Impl>;
         cp.cb_eval_user_data = impl_.get();
     }
     ctx_ = llama_init_from_model(model_->raw(), cp);

@@ -93,16 +93,6 @@ struct Session::Impl {
         }
     }
 
-    static bool callback(ggml_tensor * t, bool ask, void * ud) {
-        auto * self = static_cast<Impl *>(ud);
-        if (!self->active) return ask ? false : true;
-        TapKind kind;
-        int layer;
-        if (!self->filter.match(t, kind, layer)) return ask ? false : true;
-        if (ask) return true;
-        self->on_tensor(t, kind, layer);
-        return true;
-    }
 };
 
 namespace {
@@ -149,7 +139,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_
     for (ggml_type t : {cp.type_k, cp.type_v})
         if (ggml_is_quantized(t) && f.head_dim_k % ggml_blck_size(t) != 0)
             throw Error("cache type block size does not divide the head width " + std::to_string(f.head_dim_k));
-    cp.cb_eval = &Impl::callback;
+    cp.cb_eval = &engine::tap_eval_callback<Impl>;
     cp.cb_eval_user_data = impl_.get();
     cp.no_perf = true;
     ctx_ = llama_init_from_model(model_->raw(), cp);

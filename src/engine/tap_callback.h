@@ -33,4 +33,16 @@ const ggml_tensor * data_tensor(const ggml_tensor * t, TapKind kind);
 // rows of `row` floats in logical order. Returns the number of rows (0 if the shape does not fit).
 int read_rows_f32(const ggml_tensor * t, int row, std::vector<uint8_t> & scratch, std::vector<float> & out);
 
+// llama.cpp's cb_eval for a tap owner `Impl` with members `bool active`, `TapFilter filter` and
+// `void on_tensor(ggml_tensor *, TapKind, int layer)`: asks for exactly the nodes the filter matches and hands
+// each computed one to on_tensor. Usage: cparams.cb_eval = &tap_eval_callback<Impl>.
+template <class Impl> bool tap_eval_callback(ggml_tensor * t, bool ask, void * ud) {
+    auto * self = static_cast<Impl *>(ud);
+    TapKind kind;
+    int layer;
+    if (!self->active || !self->filter.match(t, kind, layer)) return !ask;  // not ours: skip, keep computing
+    if (!ask) self->on_tensor(t, kind, layer);
+    return true;
+}
+
 }  // namespace kvlens::engine

@@ -16,6 +16,8 @@
 
 #include "args.h"
 #include "bench.h"
+
+using kvlens::cli::median;
 #include "kvlens/coe_run.h"
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
@@ -25,11 +27,6 @@ using namespace kvlens;
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
 
 // The CoE state, in values, of a model shape after T generated tokens (kv_part KV, every layer in the chains,
 // hidden chain from the embedding input): token axis x_0, previous x, scratch x (3·w) + 2 scalars per step;

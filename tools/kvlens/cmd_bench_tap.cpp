@@ -13,6 +13,8 @@
 
 #include "args.h"
 #include "bench.h"
+
+using kvlens::cli::median;
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 
@@ -42,11 +44,6 @@ double cpu_now() {
     timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 
 #include "args.h"
 #include "bench.h"
+
+using kvlens::cli::median;
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 #include "kvlens/think.h"
@@ -19,10 +21,6 @@ using namespace kvlens;
 namespace {
 using Clock = std::chrono::steady_clock;
 double secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
 }  // namespace
 
 static int bench_think(int argc, char ** argv) {
