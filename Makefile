@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps build demo test bench reasoner clean
 
 deps:
 	@bash scripts/deps.sh
@@ -20,6 +20,10 @@ test: build
 
 bench: build
 	@$(BUILD)/bin/kvlens bench tap
+
+# The embedded reasoner's recipe (docs/MODEL.md): about 2 h on 2 cores; stop any time, rerun to resume.
+reasoner: build
+	@bash scripts/train-reasoner.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

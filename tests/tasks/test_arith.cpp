@@ -8,6 +8,22 @@
 
 using namespace kvlens;
 
+namespace {
+// A problem of `level` with the given operands (question and answer rendered from them).
+ArithProblem fixed_problem(int level, const std::vector<int64_t> & ops) {
+    ArithProblem p = arith_generate(level, 0);
+    p.operands = ops;
+    p.question.clear();
+    int64_t sum = 0;
+    for (int64_t v : ops) {
+        p.question += (p.question.empty() ? "" : "+") + std::to_string(v);
+        sum += v;
+    }
+    p.answer = std::to_string(sum);
+    return p;
+}
+}  // namespace
+
 TEST(Arith, DeterministicBySeed) {
     for (int level = kArithMinLevel; level <= kArithMaxLevel; ++level) {
         auto a = arith_generate(level, 42), b = arith_generate(level, 42), c = arith_generate(level, 43);
@@ -38,10 +54,9 @@ TEST(Arith, LevelsShapeAndAnswer) {
 }
 
 TEST(Arith, TraceFormat) {
-    ArithProblem p = arith_generate(4, 0);
-    p.operands = {4721, 3856};
-    p.question = "4721+3856";
-    p.answer = "8577";
+    ArithProblem p = fixed_problem(4, {4721, 3856});
+    ASSERT_EQ(p.question, "4721+3856");
+    ASSERT_EQ(p.answer, "8577");
     auto steps = arith_trace_steps(p);
     ASSERT_EQ(steps.size(), 4u);
     EXPECT_EQ(steps[0], "4721+3856|1+6+0=07;7...\n");

@@ -208,7 +208,8 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : parse_list(sweep_delta, "--sweep-delta");
     const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
     PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
-        s_paper{"initial + switch, paper mode"};
+        s_paper{"initial + switch, paper mode"},
+        s_oracle{"oracle initial decision (fast iff fast is right)"};  // the bound of any prompt-level policy
     std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
     std::map<double, PolicyStats> init_grid;                   // tau -> initial only
@@ -227,6 +228,7 @@ static int cmd_think(int argc, char ** argv) {
         ir.initial_score = score;
         s_init.add(ir, init.ok);
         s_online.add(on.r, on.ok);
+        s_oracle.add(f.ok ? f.r : sl.r, f.ok || sl.ok);
         if (it.level > 0) {
             auto & bl = by_level[it.level];
             bl[0].add(f.r, f.ok);
@@ -268,6 +270,7 @@ static int cmd_think(int argc, char ** argv) {
     }
     std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
     if (P.paper_mode) rows.push_back(s_paper);
+    rows.push_back(s_oracle);
     std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n", items.size(), P.tau,
                 P.delta, P.every, P.fast_cap, P.slow_cap);
     const ProbeMeta & cm = clf.meta();

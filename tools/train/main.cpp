@@ -18,7 +18,7 @@ using namespace kvlens::train;
 
 static void usage() {
     std::fprintf(stderr,
-                 "usage: kvlens-train train [--out F] [--ckpt DIR] [--steps N] [--minutes M] [--batch B] [--row T]\n"
+                 "usage: kvlens-train train [--out F] [--ckpt DIR] [--steps N] [--minutes M] [--stop-at STEP] [--batch B] [--row T]\n"
                  "                          [--lr X] [--warmup N] [--seed S] [--threads N] [--layers L] [--embd E]\n"
                  "                          [--ff F] [--heads H] [--kv-heads K] [--head-dim D] [--val-every N]\n"
                  "                          [--ckpt-minutes M] [--export-partial]\n"
@@ -50,6 +50,7 @@ int main(int argc, char ** argv) {
             else if (k == "--ckpt") ta.ckpt_dir = next();
             else if (k == "--steps") ta.steps = std::stoll(next());
             else if (k == "--minutes") ta.minutes = std::stod(next());
+            else if (k == "--stop-at") ta.stop_at = std::stoll(next());
             else if (k == "--batch") ta.batch_rows = std::stoi(next());
             else if (k == "--row") ta.row_len = std::stoi(next());
             else if (k == "--lr") ta.lr = std::stod(next());

@@ -221,6 +221,7 @@ int run_train(const TrainArgs & a) {
         if (sched.step >= a.steps) { finished = true; break; }
         const double elapsed_min = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
         if (a.minutes > 0 && elapsed_min >= a.minutes) break;
+        if (a.stop_at > 0 && sched.step >= a.stop_at) break;
         // data for this step: deterministic in (seed, step) so a resumed run sees the same stream
         std::mt19937_64 rng(a.seed * 0x9E3779B97F4A7C15ull + uint64_t(sched.step) * 7919 + 1);
         pool.clear();

@@ -12,6 +12,7 @@ struct TrainArgs {
     HParams hp;
     int64_t steps = 2600;     // total optimizer steps (sets the LR schedule)
     double minutes = 0;       // stop (and checkpoint) after this long; 0 = no limit; rerun to resume
+    int64_t stop_at = 0;      // stop (and checkpoint) at this step; 0 = run to --steps (chunked recipes)
     int row_len = 160;        // T: tokens per packed row (the longest example: level 5, fast>slow)
     int batch_rows = 12;      // B: rows per step
     double lr = 1e-3;
