@@ -81,4 +81,28 @@ std::string read_prompt(const std::string & prompt, const std::string & file) {
     return text;
 }
 
+void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help) {
+    app.add_option("-c,--ctx-size", bp.n_ctx, ctx_help);
+    app.add_option("-b,--batch-size", bp.n_batch, "tokens per llama_decode (several texts each)");
+    app.add_option("--n-seq", bp.n_seq, "most texts per llama_decode (1..256)");
+    app.add_option("-t,--threads", bp.n_threads, "threads (0 = all cores)");
+    app.add_option("--fa,--flash-attn", bp.flash_attn, "flash attention on|off|auto (-fa)");
+}
+
+void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * arith_help) {
+    app.add_option("--arith", ps.n_arith, arith_help);
+    app.add_option("--levels", ps.levels, "arith levels LO-HI");
+    app.add_option("--first-seed", ps.first_seed, "first arith seed");
+    app.add_option("--data", ps.data, "JSONL problem file instead of --arith");
+    app.add_option("--format", ps.format, "its format (arith, gsm8k, math, theoremqa, csqa, belebele, mgsm)");
+    app.add_option("--prompt-format", ps.prompt_format, "auto | qwen3 | r1");
+}
+
+std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out) {
+    if (!ps.data.empty()) return load_think_items(ps.data, ps.format);
+    if (ps.n_arith <= 0) throw Error("give --arith N or --data FILE");
+    auto [lo, hi] = parse_levels(ps.levels);
+    return arith_items(ps.n_arith, lo, hi, held_out, ps.first_seed);
+}
+
 }  // namespace kvlens::cli

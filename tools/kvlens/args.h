@@ -3,9 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "kvlens/batch_embed.h"
 #include "kvlens/model.h"
 #include "kvlens/session.h"
+#include "kvlens/think.h"
 
 namespace kvlens::cli {
 
@@ -19,6 +22,21 @@ struct CommonArgs {
 void add_model_flags(CLI::App & app, CommonArgs & a);     // -m -ngl -v
 void add_session_flags(CLI::App & app, CommonArgs & a);   // -c -b -ub -t -fa -ctk -ctv
 void add_sampling_flags(CLI::App & app, CommonArgs & a);  // --temp --top-k --top-p -s
+
+// Many texts per llama_decode (embed, bench embed, bench classify): -c -b --n-seq -t -fa.
+void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help);
+
+// A problem set (probe prep, think): --arith N [--levels LO-HI] [--first-seed S] | --data F [--format FMT], and
+// --prompt-format.
+struct ProblemSetArgs {
+    int n_arith = 0;
+    std::string levels = "1-5", data, format = "arith", prompt_format = "auto";
+    uint64_t first_seed = 0;
+    bool given() const { return n_arith > 0 || !data.empty(); }
+};
+void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * arith_help);
+// The set's items; arith problems draw held-out seeds when `held_out`, training seeds otherwise.
+std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out);
 
 // Parse argv (after normalize_llama_flags). Returns -1 to continue, else an exit code (help / error).
 int parse(CLI::App & app, int argc, char ** argv);

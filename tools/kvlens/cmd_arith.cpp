@@ -21,7 +21,7 @@ namespace {
 
 constexpr uint64_t kHeldOutBit = 1ull << 62;
 
-std::vector<int> parse_levels(const std::string & spec) {
+std::vector<int> parse_level_list(const std::string & spec) {  // "1-5", "2,4" or "1-2,5"
     std::vector<int> out;
     size_t i = 0;
     while (i <= spec.size()) {
@@ -55,7 +55,7 @@ static int cmd_arith(int argc, char ** argv) {
     app.add_option("-o,--output", out_path, "output JSONL (- for stdout)")->required();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n < 1 || n > (1 << 30)) throw Error("-n must be in 1..2^30");
-    const auto levels = parse_levels(levels_spec);
+    const auto levels = parse_level_list(levels_spec);
 
     std::ofstream file;
     if (out_path != "-") {

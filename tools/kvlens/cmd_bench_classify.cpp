@@ -156,11 +156,7 @@ int bench_classify(int argc, char ** argv) {
     app.add_option("--arith", arith, "also the arithmetic sufficiency probe with N problems per level and split");
     app.add_flag("--no-datasets", no_data, "skip the --data folders (e.g. with --arith only)");
     app.add_option("--json", json_out, "write every number as JSON here");
-    app.add_option("-c,--ctx-size", ep.batch.n_ctx, "longest text in tokens (longer ones are truncated)");
-    app.add_option("-b,--batch-size", ep.batch.n_batch, "tokens per llama_decode");
-    app.add_option("--n-seq", ep.batch.n_seq, "most texts per llama_decode");
-    app.add_option("-t,--threads", ep.batch.n_threads, "threads (0 = all cores)");
-    app.add_option("--fa,--flash-attn", ep.batch.flash_attn, "flash attention on|off|auto (-fa)");
+    cli::add_batch_flags(app, ep.batch, "longest text in tokens (longer ones are truncated)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     ep.pool = PoolConfig::from_knobs(preset, knobs);
     auto srcs = split_list(sources);

@@ -61,11 +61,7 @@ static int cmd_embed(int argc, char ** argv) {
     app.add_option("--preset", preset, "named configuration: paper (kv, token mean, head mean, last:4 mean, l2)");
     for (auto & k : PoolConfig::knobs()) app.add_option(std::string("--") + k.name, knobs[k.name], k.help);
     app.add_option("--seed", seed, "seed of --source random");
-    app.add_option("-c,--ctx-size", bp.n_ctx, "longest text in tokens (0 = model's, capped at 4096)");
-    app.add_option("-b,--batch-size", bp.n_batch, "tokens per llama_decode (several texts each)");
-    app.add_option("--n-seq", bp.n_seq, "most texts per llama_decode (1..256)");
-    app.add_option("-t,--threads", bp.n_threads, "threads (0 = all cores)");
-    app.add_option("--fa,--flash-attn", bp.flash_attn, "flash attention on|off|auto (-fa)");
+    cli::add_batch_flags(app, bp, "longest text in tokens (0 = model's, capped at 4096)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (!prompt.empty() && !file.empty()) throw Error("give -p or -f, not both");
 
@@ -121,11 +117,7 @@ int bench_embed(int argc, char ** argv) {
     app.add_option("-f,--file", file, "texts (.jsonl with \"text\", or one per line)")->required();
     app.add_option("-n,--n-texts", n_max, "use the first N texts (0 = all)");
     app.add_option("--reps", reps, "repetitions per method, interleaved; the fastest counts");
-    app.add_option("-c,--ctx-size", bp.n_ctx, "longest text in tokens (longer ones are truncated)");
-    app.add_option("-b,--batch-size", bp.n_batch, "tokens per llama_decode");
-    app.add_option("--n-seq", bp.n_seq, "most texts per llama_decode");
-    app.add_option("-t,--threads", bp.n_threads, "threads (0 = all cores)");
-    app.add_option("--fa,--flash-attn", bp.flash_attn, "flash attention on|off|auto (-fa)");
+    cli::add_batch_flags(app, bp, "longest text in tokens (longer ones are truncated)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (reps < 1) throw Error("--reps must be >= 1");
     auto texts = read_texts("", file);

@@ -36,14 +36,6 @@ WindowConfig window_from(const std::map<std::string, std::string> & w) {
     return c;
 }
 
-std::vector<ThinkItem> items_from(int n_arith, const std::string & levels, uint64_t first_seed, bool held_out,
-                                  const std::string & data, const std::string & format) {
-    if (!data.empty()) return load_think_items(data, format.empty() ? "arith" : format);
-    if (n_arith <= 0) throw Error("give --arith N or --data FILE");
-    auto [lo, hi] = parse_levels(levels);
-    return arith_items(n_arith, lo, hi, held_out, first_seed);
-}
-
 json answer_json(const PrepAnswer & a) {
     return {{"n", a.tokens.size()}, {"correct", a.correct}, {"cap", a.hit_cap}, {"text", a.text}, {"tokens", a.tokens}};
 }
@@ -52,21 +44,16 @@ int cmd_prep(int argc, char ** argv) {
     CLI::App app{"generate fast and slow answers, check them and store KV windows (resumable)", "kvlens probe prep"};
     cli::CommonArgs a;
     std::map<std::string, std::string> wk;
-    int n_arith = 0, max_cuts = 16;
-    std::string levels = "1-5", data, format, out, pformat = "auto";
-    uint64_t first_seed = 0;
+    int max_cuts = 16;
+    std::string out;
+    cli::ProblemSetArgs ps;
     PrepParams pp;
     bool no_raw = false;
     cli::add_model_flags(app, a);
     cli::add_session_flags(app, a);
     cli::add_sampling_flags(app, a);
     add_window_flags(app, wk);
-    app.add_option("--arith", n_arith, "N training arithmetic problems (seeds without the held-out bit)");
-    app.add_option("--levels", levels, "arith levels LO-HI");
-    app.add_option("--first-seed", first_seed, "first arith seed");
-    app.add_option("--data", data, "JSONL problem file instead of --arith");
-    app.add_option("--format", format, "its format (arith, gsm8k, math, ...)");
-    app.add_option("--prompt-format", pformat, "auto | qwen3 | r1");
+    cli::add_problem_set_flags(app, ps, "N training arithmetic problems (seeds without the held-out bit)");
     app.add_option("--fast-cap", pp.fast_cap, "fast answer cap in tokens");
     app.add_option("--slow-cap", pp.slow_cap, "slow answer cap in tokens");
     app.add_flag("--switch-aware", pp.switch_aware, "also windows at line ends inside the slow trace, labelled by closing the think there");
@@ -79,11 +66,11 @@ int cmd_prep(int argc, char ** argv) {
     pp.max_cuts = max_cuts;
     if (pp.fast_cap <= 0 || pp.slow_cap <= 0) throw Error("caps must be positive");
     WindowConfig wc = window_from(wk);
-    auto items = items_from(n_arith, levels, first_seed, false, data, format);
+    auto items = cli::load_problem_set(ps, false);
 
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
-    PromptFormat fmt = prompt_format(*model, pformat);
+    PromptFormat fmt = prompt_format(*model, ps.prompt_format);
     json meta = {{"meta",
                   {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k}}},
                    {"window", wc.describe()}, {"prompt_format", fmt.name}, {"fast_cap", pp.fast_cap},

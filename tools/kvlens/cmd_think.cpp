@@ -100,10 +100,9 @@ Run run_policy(ThinkRunner & tr, const ThinkItem & it, ThinkPolicyKind kind, dou
 static int cmd_think(int argc, char ** argv) {
     CLI::App app{"adaptive fast/slow thinking with the KVClassifier (online switch, cache kept)", "kvlens think"};
     cli::CommonArgs a;
-    std::string clf_path, prompt, file, data, format = "arith", levels = "1-5", out, pformat = "auto", policy = "classifier";
+    std::string clf_path, prompt, file, out, policy = "classifier";
+    cli::ProblemSetArgs ps;
     std::string sweep_tau, sweep_delta, plot;
-    int n_arith = 0;
-    uint64_t first_seed = 0;
     bool table = false, no_online = false, no_conf = false, train_split = false;
     ThinkParams P;
     cli::add_model_flags(app, a);
@@ -112,13 +111,8 @@ static int cmd_think(int argc, char ** argv) {
     app.add_option("--classifier", clf_path, "KVClassifier GGUF (kvlens probe train)");
     app.add_option("-p,--prompt", prompt, "one question");
     app.add_option("-f,--file", file, "read the question from a file");
-    app.add_option("--arith", n_arith, "N held-out arithmetic problems (seeds with the held-out bit)");
-    app.add_option("--levels", levels, "arith levels LO-HI");
-    app.add_option("--first-seed", first_seed, "first arith seed");
+    cli::add_problem_set_flags(app, ps, "N held-out arithmetic problems (seeds with the held-out bit)");
     app.add_flag("--train-split", train_split, "arith: training seeds instead of held-out ones");
-    app.add_option("--data", data, "JSONL problem file");
-    app.add_option("--format", format, "its format (arith, gsm8k, math, theoremqa, csqa, belebele, mgsm)");
-    app.add_option("--prompt-format", pformat, "auto | qwen3 | r1");
     app.add_option("--policy", policy, "classifier | fast | slow");
     app.add_option("--tau", P.tau, "initial decision: fast if score < tau");
     app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta");
@@ -142,7 +136,7 @@ static int cmd_think(int argc, char ** argv) {
     else if (policy == "slow") P.policy = ThinkPolicyKind::AlwaysSlow;
     else throw Error("--policy: classifier, fast or slow");
     const bool single = !prompt.empty() || !file.empty();
-    if (single == (n_arith > 0 || !data.empty())) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
+    if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
 
     auto model = cli::load_model(a);
@@ -151,7 +145,7 @@ static int cmd_think(int argc, char ** argv) {
         clf = KvClassifier::load(clf_path);
         clf.check_model(model->facts());
     }
-    PromptFormat fmt = prompt_format(*model, pformat);
+    PromptFormat fmt = prompt_format(*model, ps.prompt_format);
     Session s(model, a.session);
     s.set_sampling(a.sampling);
     ThinkRunner tr(s, clf.empty() ? nullptr : &clf, fmt, P);
@@ -169,12 +163,7 @@ static int cmd_think(int argc, char ** argv) {
         return 0;
     }
 
-    std::vector<ThinkItem> items;
-    if (!data.empty()) items = load_think_items(data, format);
-    else {
-        auto [lo, hi] = parse_levels(levels);
-        items = arith_items(n_arith, lo, hi, !train_split, first_seed);
-    }
+    const std::vector<ThinkItem> items = cli::load_problem_set(ps, !train_split);
     std::ofstream o;
     if (!out.empty()) {
         o.open(out);
