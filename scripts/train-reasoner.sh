@@ -2,7 +2,7 @@
 # make reasoner: train models/kvlens-reasoner.gguf from scratch with kvlens-train, replaying the committed model's
 # recipe chunk by chunk (docs/MODEL.md, "Training"). Each chunk is one `kvlens-train train` run that resumes from
 # the newest checkpoint in models/ckpt/ and stops at a fixed step, so the whole is resumable: stop it any time
-# and run it again. About 50 min on 2 free cores (65 min on the shared cores it was first trained on).
+# and run it again. About 100 min on 2 free cores.
 #   scripts/train-reasoner.sh [BUILD_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,21 +13,23 @@ OUT=models/kvlens-reasoner.gguf
 CK=models/ckpt
 mkdir -p "$CK"
 latest() { ls "$CK" 2>/dev/null | sed -n 's/^ckpt-\([0-9]*\)\.gguf$/\1/p' | sort -n | tail -1; }
-# chunk: stop step | schedule length (--steps) | level weights (empty: the default 1,1,1.5,2,3)
+# chunk: stop step | schedule length (--steps) | level weights (empty: the default 1,1,1.5,2,3) | other flags
 CHUNKS=(
   "310|1700|"
   "973|2600|"
   "1800|1800|3,2.5,2,1.5,1"
   "4063|4200|2,2,2,1.5,1.5"
   "5111|5300|2,2,2,1.5,1.5"
+  "10100|10100|1.5,2.5,3,1.5,1.5|--lr 5.5e-4"
 )
 for c in "${CHUNKS[@]}"; do
-  IFS='|' read -r stop steps weights <<< "$c"
+  IFS='|' read -r stop steps weights extra <<< "$c"
   at="$(latest)"; at="${at:-0}"
   if [ "$at" -ge "$stop" ]; then continue; fi
   args=(train --out "$OUT" --ckpt "$CK" --steps "$steps" --stop-at "$stop" --export-partial)
   [ -n "$weights" ] && args+=(--level-weights "$weights")
-  echo "train-reasoner: chunk to step $stop (schedule $steps steps${weights:+, level weights $weights}), from step $at" >&2
+  [ -n "${extra:-}" ] && read -r -a more <<< "$extra" && args+=("${more[@]}")
+  echo "train-reasoner: chunk to step $stop (schedule $steps steps${weights:+, level weights $weights}${extra:+, $extra}), from step $at" >&2
   rc=0; "$T" "${args[@]}" || rc=$?
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then exit "$rc"; fi
   [ "$(latest)" -ge "$stop" ] || { echo "train-reasoner: chunk stopped before step $stop; rerun to resume" >&2; exit 3; }

@@ -89,11 +89,12 @@ TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
     std::remove(path.c_str());
 }
 
-// The gates, on a fixed sample of 100 held-out problems (20 per level, seed 7). The committed model does
-// not meet two of them (docs/MODEL.md, "Gates"): for those the test holds the model to its measured numbers on
-// this sample minus a margin, so a regression is still caught; the real gate is printed alongside.
-constexpr double kSlowAccFloor = 0.22;   // gate: 0.85 (not met)
-constexpr double kFastL1Floor = 0.65;  // gate: 0.90
+// The gates, on a fixed sample of 100 held-out problems (20 per level, seed 7). The committed model meets
+// all but one (docs/MODEL.md, "Gates"): for always-slow accuracy (gate 0.85; the model has 0.575 on 1000 problems,
+// 0.59 on this sample) the test holds the model to its measured number minus a margin, so a regression is still
+// caught; the real gate is printed alongside. Fast level 1 is held to the gate itself (0.975 / 0.95 measured).
+constexpr double kSlowAccFloor = 0.50;  // gate: 0.85 (not met)
+constexpr double kFastL1Floor = 0.90;   // gate: 0.90
 TEST(ReasonerModel, GatesOnFixedSample) {
     quiet_llama_logs();
     Generator gen(kModel, 1);
