@@ -82,7 +82,8 @@ public:
     // Sample the next token from the last logits with the sampler chain (does not eval it).
     Token sample();
     // Generate up to max_tokens: sample, report, eval, until an end-of-generation token or the cap.
-    GenerateResult generate(int max_tokens, const TokenCallback & cb = nullptr);
+    // stop_at_eog = false keeps going through end-of-generation tokens (benchmarks: always max_tokens).
+    GenerateResult generate(int max_tokens, const TokenCallback & cb = nullptr, bool stop_at_eog = true);
     // Cut the sequence back to its first `pos` tokens (llama_memory_seq_rm) and tell the taps.
     void rewind(int pos);
     void clear() { rewind(0); }

@@ -265,7 +265,7 @@ Token Session::sample() {
     return llama_sampler_sample(sampler_, ctx_, -1);
 }
 
-GenerateResult Session::generate(int max_tokens, const TokenCallback & cb) {
+GenerateResult Session::generate(int max_tokens, const TokenCallback & cb, bool stop_at_eog) {
     GenerateResult r;
     auto t0 = std::chrono::steady_clock::now();
     const int n_vocab = model_->facts().n_vocab;
@@ -285,7 +285,7 @@ GenerateResult Session::generate(int max_tokens, const TokenCallback & cb) {
         bool eog = model_->is_eog(t);
         if (!eog) r.text += model_->piece(t, false);
         bool go_on = cb ? cb(ev) : true;
-        if (eog) {
+        if (eog && stop_at_eog) {
             r.hit_eog = true;
             break;
         }

@@ -3,19 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 
+#include "kvlens/cpu_time.h"
 #include "kvlens/error.h"
 
 namespace kvlens {
-
-namespace {
-double cpu_now() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-}  // namespace
 
 CoeRunner::CoeRunner(Session & session, CoeRunOptions options) : s_(session), opt_(std::move(options)) {
     if (opt_.max_tokens < 1) throw Error("CoeRunner: max_tokens must be >= 1");
@@ -54,35 +46,20 @@ CoeSample CoeRunner::run(const std::vector<Token> & prompt) {
     if (coe_) coe_->reset(r.n_prompt);
     unc_.reset();
 
-    const double c0 = cpu_now();
+    const double c0 = process_cpu_seconds();
     auto t0 = clk::now();
     s_.eval(prompt);
     auto t1 = clk::now();
-    const double c1 = cpu_now();
+    const double c1 = process_cpu_seconds();
     const Model & m = s_.model();
     // the cap: max_tokens, or what the context leaves after the prompt (reaching either is hit_cap)
     r.cap = std::min(opt_.max_tokens, s_.n_ctx() - r.n_prompt);
-    GenerateResult g;
-    if (!opt_.ignore_eog) {
-        g = s_.generate(r.cap, [&](const TokenEvent & ev) {
-            unc_.add(ev.maxprob, ev.logprob, ev.entropy);
-            if (!m.is_eog(ev.id)) r.text += ev.piece;
-            return true;
-        });
-    } else {  // the same steps as Session::generate, without the stop at end-of-generation
-        const int n_vocab = m.facts().n_vocab;
-        for (int i = 0; i < r.cap; ++i) {
-            const Token t = s_.sample();
-            const SoftmaxStats st = softmax_stats(s_.logits(-1), n_vocab, t);
-            unc_.add(st.maxprob, st.logprob_of, st.entropy_bits);
-            if (!m.is_eog(t)) r.text += m.piece(t, true);
-            g.tokens.push_back(t);
-            s_.eval({t});
-        }
-        g.hit_cap = true;
-        g.seconds = std::chrono::duration<double>(clk::now() - t1).count();
-    }
-    r.decode_cpu_seconds = cpu_now() - c1;
+    GenerateResult g = s_.generate(r.cap, [&](const TokenEvent & ev) {
+        unc_.add(ev.maxprob, ev.logprob, ev.entropy);
+        if (!m.is_eog(ev.id)) r.text += ev.piece;
+        return true;
+    }, !opt_.ignore_eog);
+    r.decode_cpu_seconds = process_cpu_seconds() - c1;
     r.prefill_cpu_seconds = c1 - c0;
     r.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
     r.decode_seconds = g.seconds;

@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "kvlens/arith.h"
+#include "kvlens/model.h"
+#include "kvlens/session.h"
 #include "llama.h"
 
 // The trainer's sources (tools/train is an app, not part of the library).
@@ -112,4 +114,25 @@ TEST(ReasonerModel, GatesOnFixedSample) {
     EXPECT_GE(r.forced_rate(), 0.95);
     // the paper's effect, level by level: thinking never hurts much and helps on level 2
     EXPECT_GE(r.level[2].slow_correct, r.level[2].fast_correct);
+}
+
+// Session::generate stops at the end-of-turn token by default; benchmarks keep decoding through it.
+TEST(ReasonerModel, GenerateStopsAtEndOfTurnUnlessAskedNotTo) {
+    ModelParams mp;
+    mp.path = kModel;
+    auto m = Model::load(mp);
+    const auto prompt = m->tokenize(arith_chat_prompt(arith_generate(1, 3)) + kArithFastPrefix, false);
+    Session a(m);
+    a.eval(prompt);
+    const GenerateResult stop = a.generate(12);
+    ASSERT_TRUE(stop.hit_eog);  // a fast answer: "N<|im_end|>"
+    EXPECT_LT(stop.tokens.size(), 12u);
+    Session b(m);
+    b.eval(prompt);
+    const GenerateResult through = b.generate(12, nullptr, /*stop_at_eog=*/false);
+    EXPECT_FALSE(through.hit_eog);
+    EXPECT_TRUE(through.hit_cap);
+    ASSERT_EQ(through.tokens.size(), 12u);
+    EXPECT_EQ(b.n_past(), (int) (prompt.size() + 12));
+    EXPECT_TRUE(std::equal(stop.tokens.begin(), stop.tokens.end(), through.tokens.begin()));  // same until the stop
 }

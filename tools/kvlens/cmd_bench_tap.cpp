@@ -2,7 +2,6 @@
 // layers, and hidden-state capture on for all layers — same model, threads and prompt, interleaved runs,
 // reported as ratios to tap-off. By default on a random-weight Qwen3-0.6B-shaped Q8_0 GGUF it generates.
 #include <sys/stat.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +12,7 @@
 
 #include "args.h"
 #include "bench.h"
+#include "kvlens/cpu_time.h"
 
 using kvlens::cli::median;
 #include "kvlens/error.h"
@@ -38,13 +38,6 @@ struct Config {
     TapSpec spec;
     std::vector<double> prefill_tps, decode_tps, decode_cpu_tps;  // wall and per process-CPU-second
 };
-
-// Process CPU time: with -t 1 it is robust to other jobs on a shared machine (wall time is not).
-double cpu_now() {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 }  // namespace
 
@@ -121,9 +114,9 @@ static int bench_tap(int argc, char ** argv) {
                 Session & s = *sessions[i];
                 Token t = s.sample();
                 auto t1 = clk::now();
-                double c1 = cpu_now();
+                double c1 = process_cpu_seconds();
                 s.eval({t});
-                cpu[i] += cpu_now() - c1;
+                cpu[i] += process_cpu_seconds() - c1;
                 wall[i] += std::chrono::duration<double>(clk::now() - t1).count();
             }
         }
