@@ -14,6 +14,7 @@
 // Undefined metrics give std::nullopt: no positives or no negatives (ROC, AUROC, FPR@TPR), no positives
 // (AP), and empty input. Bad input throws kvlens::Error: sizes differ, a label other than 0/1, a non-finite score.
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -42,5 +43,20 @@ struct SelfEvalMetrics {
     std::optional<double> auroc, fpr95, aupr;
 };
 SelfEvalMetrics self_eval_metrics(const std::vector<double> & scores, const std::vector<int> & labels);
+
+// Bootstrap of the AUROC of several scores on the same resamples of the rows (resamples with one class only
+// are redrawn), for 95 % intervals and paired comparisons. n = 0 when the labels have one class only.
+struct AurocBootstrap {
+    int n = 0;
+    std::vector<std::vector<double>> auroc;  // [score][resample]
+    std::optional<double> quantile(size_t score, double q) const;
+    struct Diff {
+        double mean = 0, lo = 0, hi = 0;  // AUROC(a) − AUROC(b): mean and 95 % interval
+        double p_first_higher = 0;        // share of resamples where a > b (ties count 1/2)
+    };
+    Diff difference(size_t a, size_t b) const;
+};
+AurocBootstrap bootstrap_auroc(const std::vector<std::vector<double>> & scores, const std::vector<int> & labels,
+                               int n_resamples, uint64_t seed);
 
 }  // namespace kvlens

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <string>
 
 #include "kvlens/error.h"
@@ -128,6 +129,61 @@ std::optional<double> accuracy(const std::vector<int> & correct) {
 
 SelfEvalMetrics self_eval_metrics(const std::vector<double> & scores, const std::vector<int> & labels) {
     return {auroc(scores, labels), fpr95(scores, labels), aupr(scores, labels)};
+}
+
+namespace {
+// The q-quantile of sorted values, nearest rank.
+double sorted_quantile(const std::vector<double> & v, double q) {
+    return v[std::min(v.size() - 1, (size_t) (q * (v.size() - 1) + 0.5))];
+}
+}  // namespace
+
+std::optional<double> AurocBootstrap::quantile(size_t score, double q) const {
+    if (n == 0) return std::nullopt;
+    std::vector<double> v = auroc[score];
+    std::sort(v.begin(), v.end());
+    return sorted_quantile(v, q);
+}
+
+AurocBootstrap::Diff AurocBootstrap::difference(size_t a, size_t b) const {
+    Diff r;
+    if (n == 0) return r;
+    std::vector<double> d(n);
+    for (int k = 0; k < n; ++k) {
+        d[k] = auroc[a][k] - auroc[b][k];
+        r.mean += d[k] / n;
+        r.p_first_higher += (d[k] > 0 ? 1.0 : d[k] == 0 ? 0.5 : 0.0) / n;
+    }
+    std::sort(d.begin(), d.end());
+    r.lo = sorted_quantile(d, 0.025);
+    r.hi = sorted_quantile(d, 0.975);
+    return r;
+}
+
+AurocBootstrap bootstrap_auroc(const std::vector<std::vector<double>> & scores, const std::vector<int> & labels,
+                               int n_resamples, uint64_t seed) {
+    AurocBootstrap b;
+    for (const auto & s : scores)
+        if (s.size() != labels.size()) throw Error("bootstrap_auroc: a score column and the labels differ in size");
+    const int n_pos = (int) std::count(labels.begin(), labels.end(), 1);
+    if (n_resamples <= 0 || n_pos == 0 || n_pos == (int) labels.size()) return b;
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<size_t> pick(0, labels.size() - 1);
+    b.auroc.assign(scores.size(), {});
+    std::vector<size_t> idx(labels.size());
+    std::vector<int> l(labels.size());
+    std::vector<double> v(labels.size());
+    while (b.n < n_resamples) {
+        int pos = 0;
+        for (size_t k = 0; k < idx.size(); ++k) idx[k] = pick(rng), l[k] = labels[idx[k]], pos += l[k];
+        if (pos == 0 || pos == (int) idx.size()) continue;
+        for (size_t i = 0; i < scores.size(); ++i) {
+            for (size_t k = 0; k < idx.size(); ++k) v[k] = scores[i][idx[k]];
+            b.auroc[i].push_back(*auroc(v, l));
+        }
+        ++b.n;
+    }
+    return b;
 }
 
 }  // namespace kvlens

@@ -119,3 +119,24 @@ TEST(Metrics, Accuracy) {
     EXPECT_DOUBLE_EQ(*accuracy({1, 0, 1, 1}), 0.75);
     EXPECT_FALSE(accuracy({}));
 }
+
+TEST(Metrics, BootstrapIntervalsAndPairedDifference) {
+    std::mt19937_64 rng(3);
+    std::vector<int> y(200);
+    std::vector<double> perfect(200), noise(200);
+    std::normal_distribution<double> g;
+    for (int i = 0; i < 200; ++i) y[i] = i % 3 == 0, perfect[i] = y[i] + 0.1 * (i % 7), noise[i] = g(rng);
+    const AurocBootstrap b = bootstrap_auroc({perfect, noise, perfect}, y, 300, 1);
+    ASSERT_EQ(b.n, 300);
+    EXPECT_DOUBLE_EQ(*b.quantile(0, 0.025), 1.0);  // separates every resample
+    EXPECT_LT(*b.quantile(1, 0.025), 0.5);
+    EXPECT_GT(*b.quantile(1, 0.975), 0.5);         // chance lies inside the noise score's interval
+    const auto d = b.difference(0, 1);
+    EXPECT_GT(d.lo, 0.3);
+    EXPECT_NEAR(d.p_first_higher, 1.0, 1e-12);
+    const auto same = b.difference(0, 2);           // a score against itself: no difference, ties count 1/2
+    EXPECT_DOUBLE_EQ(same.mean, 0.0);
+    EXPECT_NEAR(same.p_first_higher, 0.5, 1e-12);
+    EXPECT_EQ(bootstrap_auroc({perfect}, std::vector<int>(200, 1), 10, 1).n, 0);  // one class: undefined
+    EXPECT_THROW(bootstrap_auroc({{1.0}}, y, 10, 1), Error);
+}

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <limits>
 #include <map>
-#include <random>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -61,58 +60,6 @@ std::vector<std::string> split_csv(const std::string & s) {
     return out;
 }
 
-// Bootstrap of the AUROC of every score on the same resamples (resamples with one class only are redrawn).
-struct Bootstrap {
-    int n = 0;
-    std::vector<std::vector<double>> auroc;  // [score][resample]
-    std::optional<double> quantile(size_t score, double q) const {
-        if (n == 0) return std::nullopt;
-        std::vector<double> v = auroc[score];
-        std::sort(v.begin(), v.end());
-        return v[std::min(v.size() - 1, (size_t) (q * (v.size() - 1) + 0.5))];
-    }
-    struct Diff {
-        double mean = 0, lo = 0, hi = 0, p_first_higher = 0;
-    };
-    Diff difference(size_t a, size_t b) const {
-        std::vector<double> d(n);
-        Diff r;
-        for (int k = 0; k < n; ++k) {
-            d[k] = auroc[a][k] - auroc[b][k];
-            r.mean += d[k] / n;
-            r.p_first_higher += (d[k] > 0 ? 1.0 : d[k] == 0 ? 0.5 : 0.0) / n;
-        }
-        std::sort(d.begin(), d.end());
-        r.lo = d[(size_t) (0.025 * (n - 1) + 0.5)];
-        r.hi = d[(size_t) (0.975 * (n - 1) + 0.5)];
-        return r;
-    }
-};
-
-Bootstrap bootstrap_auroc(const std::vector<std::vector<double>> & scores, const std::vector<int> & labels, int n_boot,
-                          uint64_t seed) {
-    Bootstrap b;
-    const int n_pos = (int) std::count(labels.begin(), labels.end(), 1);
-    if (n_boot <= 0 || n_pos == 0 || n_pos == (int) labels.size()) return b;
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<size_t> pick(0, labels.size() - 1);
-    b.auroc.assign(scores.size(), {});
-    std::vector<size_t> idx(labels.size());
-    std::vector<int> l(labels.size());
-    std::vector<double> v(labels.size());
-    while (b.n < n_boot) {
-        int pos = 0;
-        for (size_t k = 0; k < idx.size(); ++k) idx[k] = pick(rng), l[k] = labels[idx[k]], pos += l[k];
-        if (pos == 0 || pos == (int) idx.size()) continue;
-        for (size_t i = 0; i < scores.size(); ++i) {
-            for (size_t k = 0; k < idx.size(); ++k) v[k] = scores[i][idx[k]];
-            b.auroc[i].push_back(*auroc(v, l));
-        }
-        ++b.n;
-    }
-    return b;
-}
-
 int eval_coe(int argc, char ** argv) {
     CLI::App app{"accuracy and AUROC / FPR95 / AUPR of every self-evaluation score in kvlens coe records", "kvlens eval coe"};
     std::string path, json_out, plot_out, title = "KV-CoE self-evaluation";
@@ -152,7 +99,7 @@ int eval_coe(int argc, char ** argv) {
     std::vector<std::vector<double>> filled(names.size());
     std::vector<int> nulls(names.size());
     for (size_t i = 0; i < names.size(); ++i) filled[i] = fill_nulls(cols[i], &nulls[i]);
-    const Bootstrap boot = bootstrap_auroc(filled, labels, n_boot, boot_seed);
+    const AurocBootstrap boot = bootstrap_auroc(filled, labels, n_boot, boot_seed);
     if (boot.n > 0) std::printf("| score | AUROC ↑ | AUROC 95%% CI | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|---|\n");
     else std::printf("| score | AUROC ↑ | FPR95 ↓ | AUPR ↑ | null |\n|---|---|---|---|---|\n");
 
