@@ -5,7 +5,6 @@
 //   memory: the KvCoeConsumer state vs storing every hidden state (embedding input + each layer output, f32) for
 //           T = 512 and 4096 generated tokens, computed from the shapes of a Qwen3-8B-shaped model, and checked on
 //           a small random-weight qwen3 by decoding T tokens and reading the consumer's state_floats().
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,13 +15,12 @@
 
 #include "args.h"
 #include "bench.h"
-
-using kvlens::cli::median;
 #include "kvlens/coe_run.h"
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 
 using namespace kvlens;
+using kvlens::cli::median;
 
 namespace {
 

@@ -1,7 +1,6 @@
 // kvlens bench tap: decode and prefill tokens/s with the tap off, on for the last 4 layers, on for all
 // layers, and hidden-state capture on for all layers — same model, threads and prompt, interleaved runs,
 // reported as ratios to tap-off. By default on a random-weight Qwen3-0.6B-shaped Q8_0 GGUF it generates.
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,12 +12,11 @@
 #include "args.h"
 #include "bench.h"
 #include "kvlens/cpu_time.h"
-
-using kvlens::cli::median;
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 
 using namespace kvlens;
+using kvlens::cli::median;
 
 namespace {
 

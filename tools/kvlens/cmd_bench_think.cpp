@@ -1,7 +1,6 @@
 // kvlens bench think: what the online switch costs, as ratios to one decode step measured in the same run —
 // a classifier check (window pooling + MLP), a switch (prefill of the control tokens into the live cache) and
 // the paper mode's alternative (re-prefill of the whole cut sequence + control tokens).
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,13 +9,12 @@
 
 #include "args.h"
 #include "bench.h"
-
-using kvlens::cli::median;
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 #include "kvlens/think.h"
 
 using namespace kvlens;
+using kvlens::cli::median;
 
 namespace {
 using Clock = std::chrono::steady_clock;
