@@ -12,6 +12,7 @@ cd "$ROOT"
 OUT="${1:-out/reasoner}"
 K=build/bin/kvlens; T=build/bin/kvlens-train
 M=models/kvlens-reasoner.gguf; C=models/kvlens-reasoner.classifier.gguf
+GIVE_UP=80,85,90,95,98   # the give-up rows (beyond the paper: fast when the classifier predicts "both modes wrong")
 SHARED="$ROOT/../shared/data/classification"
 mkdir -p "$OUT" docs/figures
 for b in "$K" "$T"; do [ -x "$b" ] || { echo "reasoner-results: $b missing (make build first)" >&2; exit 1; }; done
@@ -27,14 +28,14 @@ lane_a() {  # gates, classifier, fast/slow thinking
   fi
   [ -f "$OUT/prep.jsonl" ] && $K probe train --data "$OUT/prep.jsonl" --short-cutoff 16 --hidden 512 --lr 1e-3 \
       --batch 256 --epochs 60 --patience 15 -o "$OUT/prompt-only.classifier.gguf" 2> "$OUT/prompt-only.train.log"
-  $K think -m $M --classifier $C -t 1 --arith 1000 --table --paper-mode --fast-cap 32 --slow-cap 224 \
+  $K think -m $M --classifier $C -t 1 --arith 1000 --table --paper-mode --fast-cap 32 --slow-cap 224 --give-up $GIVE_UP \
     -o "$OUT/think-1000.jsonl" > "$OUT/think-1000.md" 2> "$OUT/think-1000.log"
   $K think -m $M --classifier $C -t 1 --arith 1000 --table --no-confidence --fast-cap 32 --slow-cap 224 \
-    --sweep-tau 10,30,50,70,90 --sweep-delta 10,20,30 --plot docs/figures/think_sweep.svg \
+    --sweep-tau 10,30,50,70,90 --sweep-delta 10,20,30 --give-up $GIVE_UP --plot docs/figures/think_sweep.svg \
     > "$OUT/think-sweep.md" 2> "$OUT/think-sweep.log"
   if [ -f "$OUT/prompt-only.classifier.gguf" ]; then
     $K think -m $M --classifier "$OUT/prompt-only.classifier.gguf" -t 1 --arith 1000 --table --no-confidence \
-      --fast-cap 32 --slow-cap 224 > "$OUT/think-prompt-only.md" 2> "$OUT/think-prompt-only.log"
+      --fast-cap 32 --slow-cap 224 --give-up $GIVE_UP > "$OUT/think-prompt-only.md" 2> "$OUT/think-prompt-only.log"
   fi
   $K bench think -m $M --classifier $C -t 1 -c 256 --prompt-tokens 32 --decode 160 --reps 5 \
     > "$OUT/bench-think.md" 2> "$OUT/bench-think.log"

@@ -1,6 +1,9 @@
 // Adaptive fast/slow thinking (Xing et al., ICLR 2026, §4.2) with an online switch that keeps the KV cache.
 //
 //   initial decision : score the prompt window with the KvClassifier; fast if score < tau, else slow.
+//   give-up (beyond the paper, off by default): also fast if score >= give_up — the paper's label 100 means
+//                      "both modes wrong", where thinking only costs tokens; such a fast start is never
+//                      switched to slow.
 //   online switch    : every `every` generated tokens score the window of the live sequence; once, when the
 //                      score leaves 50 ± delta, slow → fast appends "</think>\n\n" and fast → slow "<think>\n" to
 //                      the live sequence (the cache is kept: only the control tokens are prefilled).
@@ -49,6 +52,7 @@ struct ThinkParams {
     ThinkPolicyKind policy = ThinkPolicyKind::Classifier;
     double tau = 50;        // initial decision: fast if score < tau
     double delta = 20;      // online: switch when the score leaves 50 ± delta
+    double give_up = INFINITY;  // initial decision: also fast if score >= give_up (off: infinity)
     int every = 1;          // online: score every k generated tokens
     bool online = true;     // false: initial decision only
     bool paper_mode = false;
@@ -61,8 +65,12 @@ struct ThinkParams {
 class ThinkPolicy {
 public:
     explicit ThinkPolicy(const ThinkParams & p) : p_(p) {}
-    ThinkMode initial(double score) const { return score < p_.tau ? ThinkMode::Fast : ThinkMode::Slow; }
-    void start(ThinkMode m);
+    ThinkMode initial(double score) const {
+        return score < p_.tau || gives_up(score) ? ThinkMode::Fast : ThinkMode::Slow;
+    }
+    bool gives_up(double score) const { return score >= p_.give_up && score >= p_.tau; }
+    // gave_up: a fast start chosen by the give-up rule, never switched to slow.
+    void start(ThinkMode m, bool gave_up = false);
     bool due(int n_generated) const { return p_.online && !switched_ && n_generated % p_.every == 0; }
     // The score after n_generated tokens; returns the new mode when the single switch happens now.
     std::optional<ThinkMode> observe(int n_generated, double score);
@@ -75,6 +83,7 @@ private:
     ThinkParams p_;
     ThinkMode mode_ = ThinkMode::Slow;
     bool switched_ = false;
+    bool gave_up_ = false;
     int switch_at_ = -1;
     double switch_score_ = 0;
 };
@@ -82,6 +91,7 @@ private:
 struct ThinkResult {
     std::string question;
     ThinkMode first_mode = ThinkMode::Slow, final_mode = ThinkMode::Slow;
+    bool gave_up = false;           // fast start by the give-up rule (score >= give_up)
     double initial_score = NAN;     // NaN for always-fast / always-slow
     bool switched = false;
     int switch_at = -1;             // generated tokens kept before the switch

@@ -58,15 +58,16 @@ PromptFormat prompt_format(const Model & m, const std::string & name) {
 
 // ---- the rule ----------------------------------------------------------------------------------------
 
-void ThinkPolicy::start(ThinkMode m) {
+void ThinkPolicy::start(ThinkMode m, bool gave_up) {
     mode_ = m;
+    gave_up_ = gave_up && m == ThinkMode::Fast;
     switched_ = false;
     switch_at_ = -1;
     switch_score_ = 0;
 }
 
 std::optional<ThinkMode> ThinkPolicy::observe(int n_generated, double score) {
-    if (switched_ || !p_.online) return std::nullopt;
+    if (switched_ || gave_up_ || !p_.online) return std::nullopt;
     std::optional<ThinkMode> to;
     if (mode_ == ThinkMode::Slow && score < 50.0 - p_.delta) to = ThinkMode::Fast;
     if (mode_ == ThinkMode::Fast && score > 50.0 + p_.delta) to = ThinkMode::Slow;
@@ -90,6 +91,7 @@ ThinkRunner::ThinkRunner(Session & s, const KvClassifier * clf, PromptFormat fmt
     if (p_.fast_cap <= 0 || p_.slow_cap <= 0) throw Error("token caps must be positive");
     if (p_.every <= 0) throw Error("--every must be >= 1");
     if (p_.delta < 0) throw Error("--delta must be >= 0");
+    if (std::isnan(p_.give_up)) throw Error("--give-up must be a number");
     const ModelFacts & f = s_.model().facts();
     if (p_.policy == ThinkPolicyKind::Classifier && !clf_) throw Error("the classifier policy needs a classifier (--classifier)");
     TapSpec spec;
@@ -248,12 +250,13 @@ ThinkResult ThinkRunner::run(const std::string & question) {
                      : p_.policy == ThinkPolicyKind::AlwaysSlow ? ThinkMode::Slow
                                                                 : pol.initial(r.initial_score);
     r.first_mode = mode;
+    r.gave_up = p_.policy == ThinkPolicyKind::Classifier && pol.gives_up(r.initial_score);
     if (coe_) coe_->reset(n_prompt);
     const std::string & prefix = mode == ThinkMode::Fast ? fmt_.fast_prefix : fmt_.slow_prefix;
     s_.append_text(prefix);
     r.control_tokens = s_.n_past() - n_prompt;
     r.output = prefix;
-    pol.start(mode);
+    pol.start(mode, r.gave_up);
     if (p_.paper_mode && p_.online && p_.policy == ThinkPolicyKind::Classifier) {
         run_paper(pol, r, n_prompt);
     } else {

@@ -84,3 +84,24 @@ TEST(Policy, StatsAndTable) {
     std::string t = format_think_table({a, b});
     EXPECT_NE(t.find("5.00x fewer"), std::string::npos) << t;
 }
+
+TEST(Policy, GiveUpAnswersFastAndNeverSwitchesBack) {
+    ThinkParams p;  // tau 50, delta 20
+    p.give_up = 90;
+    ThinkPolicy pol(p);
+    EXPECT_EQ(pol.initial(10), ThinkMode::Fast);
+    EXPECT_EQ(pol.initial(75), ThinkMode::Slow);
+    EXPECT_EQ(pol.initial(89.9), ThinkMode::Slow);
+    EXPECT_EQ(pol.initial(90), ThinkMode::Fast);
+    EXPECT_FALSE(pol.gives_up(10));  // fast because of tau, not given up
+    EXPECT_TRUE(pol.gives_up(95));
+    pol.start(ThinkMode::Fast, /*gave_up=*/true);
+    EXPECT_FALSE(pol.observe(1, 99));  // would leave the band upward: a given-up question stays fast
+    EXPECT_FALSE(pol.switched());
+    pol.start(ThinkMode::Fast);  // an ordinary fast start still switches
+    EXPECT_TRUE(pol.observe(1, 99));
+    p.give_up = 30;  // below tau: every score >= tau is "given up", scores below are fast anyway
+    EXPECT_EQ(ThinkPolicy(p).initial(40), ThinkMode::Fast);
+    p.give_up = INFINITY;  // off (default)
+    EXPECT_EQ(ThinkPolicy(p).initial(1e9), ThinkMode::Slow);
+}

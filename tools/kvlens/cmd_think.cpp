@@ -54,6 +54,7 @@ json result_json(const ThinkResult & r, bool ok) {
               {"cap", r.hit_cap}, {"correct", ok}, {"seconds", r.seconds}, {"output", r.output}};
     if (std::isfinite(r.initial_score)) j["score"] = r.initial_score;
     if (std::isfinite(r.switch_score)) j["switch_score"] = r.switch_score;
+    if (r.gave_up) j["gave_up"] = true;
     if (r.confidence) j["confidence"] = *r.confidence;
     return j;
 }
@@ -61,7 +62,8 @@ json result_json(const ThinkResult & r, bool ok) {
 void print_one(const ThinkResult & r, const PromptFormat & f, const ThinkParams & p) {
     std::printf("%s\n", r.output.c_str());
     std::printf("answer: %s\n", answer_of(r, f).c_str());
-    if (std::isfinite(r.initial_score)) std::printf("first mode: %s (score %.1f, tau %.0f)\n", to_string(r.first_mode), r.initial_score, p.tau);
+    if (r.gave_up) std::printf("first mode: fast (score %.1f >= give-up %.0f: predicted wrong in both modes)\n", r.initial_score, p.give_up);
+    else if (std::isfinite(r.initial_score)) std::printf("first mode: %s (score %.1f, tau %.0f)\n", to_string(r.first_mode), r.initial_score, p.tau);
     else std::printf("first mode: %s (forced)\n", to_string(r.first_mode));
     if (r.switched)
         std::printf("switch: %s -> %s after %d generated tokens (score %.1f, band 50 +- %.0f)%s\n", to_string(r.first_mode),
@@ -102,7 +104,7 @@ static int cmd_think(int argc, char ** argv) {
     cli::CommonArgs a;
     std::string clf_path, prompt, file, out, policy = "classifier";
     cli::ProblemSetArgs ps;
-    std::string sweep_tau, sweep_delta, plot;
+    std::string sweep_tau, sweep_delta, plot, give_up;
     bool table = false, no_online = false, no_conf = false, train_split = false;
     ThinkParams P;
     cli::add_model_flags(app, a);
@@ -116,6 +118,9 @@ static int cmd_think(int argc, char ** argv) {
     app.add_option("--policy", policy, "classifier | fast | slow");
     app.add_option("--tau", P.tau, "initial decision: fast if score < tau");
     app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta");
+    app.add_option("--give-up", give_up,
+                   "beyond the paper: also answer fast when score >= G (predicted 'both modes wrong'); with --table a "
+                   "list G1,G2,... gives one row each");
     app.add_option("--every", P.every, "online: score every k generated tokens");
     app.add_flag("--no-online", no_online, "initial decision only");
     app.add_flag("--paper-mode", P.paper_mode, "the authors' procedure: generate fully, cut post hoc, re-prefill (with --table: an extra row)");
@@ -138,6 +143,9 @@ static int cmd_think(int argc, char ** argv) {
     const bool single = !prompt.empty() || !file.empty();
     if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
+    const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : parse_list(give_up, "--give-up");
+    if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
+    if (!table && give_ups.size() == 1) P.give_up = give_ups[0];
 
     auto model = cli::load_model(a);
     KvClassifier clf;
@@ -198,7 +206,14 @@ static int cmd_think(int argc, char ** argv) {
     const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
     PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
         s_paper{"initial + switch, paper mode"},
-        s_oracle{"oracle initial decision (fast iff fast is right)"};  // the bound of any prompt-level policy
+        s_oracle{"oracle initial decision (fast iff fast is right)"},  // the bound of any prompt-level policy
+        s_oracle_gu{"oracle with give-up (fast unless only slow is right)"};  // the bound with a give-up action
+    std::vector<PolicyStats> s_gu;  // initial only + give-up >= G, per G (beyond the paper)
+    for (double g : give_ups) {
+        char b[96];
+        std::snprintf(b, sizeof b, "initial only + give-up (fast if score >= %g)", g);
+        s_gu.push_back(PolicyStats{b});
+    }
     std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
     std::map<double, PolicyStats> init_grid;                   // tau -> initial only
@@ -218,6 +233,12 @@ static int cmd_think(int argc, char ** argv) {
         s_init.add(ir, init.ok);
         s_online.add(on.r, on.ok);
         s_oracle.add(f.ok ? f.r : sl.r, f.ok || sl.ok);
+        const bool only_slow = sl.ok && !f.ok;
+        s_oracle_gu.add(only_slow ? sl.r : f.r, only_slow ? sl.ok : f.ok);
+        for (size_t g = 0; g < give_ups.size(); ++g) {
+            const bool fast = score < P.tau || score >= give_ups[g];
+            s_gu[g].add(fast ? f.r : sl.r, fast ? f.ok : sl.ok);
+        }
         if (it.level > 0) {
             auto & bl = by_level[it.level];
             bl[0].add(f.r, f.ok);
@@ -260,6 +281,8 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
     if (P.paper_mode) rows.push_back(s_paper);
     rows.push_back(s_oracle);
+    for (auto & g : s_gu) rows.push_back(g);
+    if (!give_ups.empty()) rows.push_back(s_oracle_gu);
     std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n", items.size(), P.tau,
                 P.delta, P.every, P.fast_cap, P.slow_cap);
     const ProbeMeta & cm = clf.meta();
@@ -300,6 +323,14 @@ static int cmd_think(int argc, char ** argv) {
                 sd.y.push_back(grid[{t, d}].accuracy());
             }
             series.push_back(sd);
+        }
+        if (!s_gu.empty()) {
+            PlotSeries sg{"initial + give-up (G sweep)", {}, {}, true, true};
+            for (auto & g : s_gu) {
+                sg.x.push_back(g.mean_tokens());
+                sg.y.push_back(g.accuracy());
+            }
+            series.push_back(sg);
         }
         series.push_back({"always-fast", {s_fast.mean_tokens()}, {s_fast.accuracy()}, false, true});
         series.push_back({"always-slow", {s_slow.mean_tokens()}, {s_slow.accuracy()}, false, true});
