@@ -20,6 +20,7 @@ static void usage() {
     std::fprintf(stderr,
                  "usage: kvlens-train train [--out F] [--ckpt DIR] [--steps N] [--minutes M] [--stop-at STEP] [--batch B] [--row T]\n"
                  "                          [--lr X] [--warmup N] [--seed S] [--threads N] [--layers L] [--embd E]\n"
+                 "                          [--spike-guard FACTOR (e.g. 1.8: roll back and lower the LR on a loss spike)]\n"
                  "                          [--ff F] [--heads H] [--kv-heads K] [--head-dim D] [--val-every N]\n"
                  "                          [--ckpt-minutes M] [--export-partial]\n"
                  "       kvlens-train eval  [--model F] [--per-level N] [--seed S] [--cutoff C] [--threads N]\n"
@@ -67,6 +68,7 @@ int main(int argc, char ** argv) {
             else if (k == "--log-every") ta.log_every = std::stoi(next());
             else if (k == "--ckpt-minutes") ta.ckpt_minutes = std::stod(next());
             else if (k == "--export-partial") ta.export_partial = true;
+            else if (k == "--spike-guard") ta.spike_factor = std::stod(next());
             else if (k == "--level-weights") ta.level_weights = next();
             else if (k == "--model") ea.model = next();
             else if (k == "--per-level") ea.per_level = std::stoi(next());

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <stdexcept>
+#include <vector>
 
 #include "data.h"
 #include "ggml-cpu.h"
@@ -38,6 +39,7 @@ ggml_opt_optimizer_params opt_pars(void * ud) {
         lr = s.a->lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
     }
     if (s.a->rewarm_until > t) lr *= std::min(1.0, (t - s.a->rewarm_from + 1) / 50.0);  // after a resume
+    lr *= s.a->lr_scale;
     p.adamw.alpha = float(lr);
     p.adamw.beta1 = 0.9f;
     p.adamw.beta2 = 0.99f;
@@ -50,6 +52,23 @@ ggml_opt_optimizer_params opt_pars(void * ud) {
 // predictions at every prompt/padding position. The logits of rows outside the loss are therefore multiplied
 // by 0 (row_keep) before the loss: their labels are all zero, so they add no loss and now no gradient.
 ggml_tensor * g_row_keep = nullptr;
+
+// The spike guard's weight snapshots: host copies of every weight, taken every 100 steps (the last three kept).
+struct Snapshot {
+    int64_t step = 0;
+    std::vector<std::vector<char>> data;
+};
+Snapshot take_snapshot(const Weights & w, int64_t step) {
+    Snapshot s{step, {}};
+    for (ggml_tensor * t : w.all) {
+        s.data.emplace_back(ggml_nbytes(t));
+        ggml_backend_tensor_get(t, s.data.back().data(), 0, ggml_nbytes(t));
+    }
+    return s;
+}
+void restore_snapshot(const Weights & w, const Snapshot & s) {
+    for (size_t i = 0; i < w.all.size(); ++i) ggml_backend_tensor_set(w.all[i], s.data[i].data(), 0, s.data[i].size());
+}
 
 double per_target_loss(double mean_loss, const PackedBatch & pb, int n_vocab) {
     int n_tgt = 0;
@@ -105,6 +124,7 @@ int run_train(const TrainArgs & a) {
         w.create(hp, backend);
         load_weights(w, resume);
         sched.step = state["kvlens.train.step"];
+        if (state.count("kvlens.train.lr_scale_ppm")) const_cast<TrainArgs &>(a).lr_scale = state["kvlens.train.lr_scale_ppm"] / 1e6;
         std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over 50 steps)\n",
                      resume.c_str(), (long long) sched.step);
     } else {
@@ -217,6 +237,14 @@ int run_train(const TrainArgs & a) {
     int64_t tokens_done = 0;
     PackedBatch pb;
     bool finished = false;
+    std::vector<double> hist;        // per-step losses since the start or the last restore (spike guard)
+    std::vector<Snapshot> snaps;     // newest last
+    int restores = 0;
+    auto ckpt_state = [&]() {
+        return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
+                                              {"kvlens.train.lr_scale_ppm", int64_t(std::llround(a.lr_scale * 1e6))}};
+    };
+    if (a.lr_scale != 1) std::fprintf(stderr, "lr scale %.3f (lowered by the spike guard before the resume)\n", a.lr_scale);
     while (true) {
         if (sched.step >= a.steps) { finished = true; break; }
         const double elapsed_min = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
@@ -236,10 +264,38 @@ int run_train(const TrainArgs & a) {
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
-        loss_acc += per_target_loss(loss, pb, hp.n_vocab);
+        const double step_loss = per_target_loss(loss, pb, hp.n_vocab);
+        loss_acc += step_loss;
         ++loss_n;
         for (auto & s : pb.spans) tokens_done += s.len;
         ++sched.step;
+        if (a.spike_factor > 0) {
+            hist.push_back(step_loss);
+            const size_t n = hist.size();
+            if (n >= 220) {
+                double recent = 0, before = 0;
+                for (size_t i = n - 20; i < n; ++i) recent += hist[i] / 20;
+                for (size_t i = n - 220; i < n - 20; ++i) before += hist[i] / 200;
+                if (recent > a.spike_factor * before && snaps.size() >= 2) {
+                    const Snapshot & back = snaps[snaps.size() - 2];  // 100-199 steps back
+                    restore_snapshot(w, back);
+                    am.lr_scale *= 0.7;
+                    am.rewarm_from = double(sched.step);
+                    am.rewarm_until = double(sched.step + 50);
+                    if (++restores > 8) throw std::runtime_error("spike guard: more than 8 restores; lower --lr");
+                    std::fprintf(stderr, "spike guard: loss %.3f over the last 20 steps vs %.3f before: weights of step %lld "
+                                         "restored, lr scale now %.3f (restore %d)\n",
+                                 recent, before, (long long) back.step, a.lr_scale, restores);
+                    Snapshot keep = back;
+                    snaps.assign(1, keep);
+                    hist.clear();
+                }
+            }
+            if (sched.step % 100 == 0) {
+                snaps.push_back(take_snapshot(w, sched.step));
+                if (snaps.size() > 3) snaps.erase(snaps.begin());
+            }
+        }
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (sched.step % a.log_every == 0) {
             const double sps = double(sched.step - step0) / secs;
@@ -251,12 +307,12 @@ int run_train(const TrainArgs & a) {
         }
         if (sched.step % a.val_every == 0) validate();
         if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_ckpt).count() > a.ckpt_minutes * 60) {
-            save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", {{"kvlens.train.step", sched.step}});
+            save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", ckpt_state());
             last_ckpt = std::chrono::steady_clock::now();
         }
     }
     validate();
-    save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", {{"kvlens.train.step", sched.step}});
+    save_gguf(w, a.ckpt_dir + "/ckpt-" + std::to_string(sched.step) + ".gguf", ckpt_state());
     if (finished || a.export_partial) {
         save_gguf(w, a.out, {});
         std::fprintf(stderr, "wrote %s (step %lld)\n", a.out.c_str(), (long long) sched.step);

@@ -26,8 +26,12 @@ struct TrainArgs {
     double ckpt_minutes = 5;
     std::string level_weights;    // "w1,w2,w3,w4,w5" (default 1,1,1.5,2,3)
     bool export_partial = false;  // also write --out when stopped by --minutes
+    // Spike guard: when the mean loss of the last 20 steps exceeds spike_factor x the mean of the 200 before,
+    // restore the weights of a snapshot 100-199 steps back, scale the LR by 0.7 and re-warm (0: off).
+    double spike_factor = 0;
     // set by run_train
     double rewarm_from = 0, rewarm_until = -1;
+    double lr_scale = 1;  // lowered by the spike guard; kept in checkpoints
 };
 
 int run_train(const TrainArgs & a);
