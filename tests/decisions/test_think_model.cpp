@@ -3,6 +3,7 @@
 // (probe prep -> probe train -> think) with its bad-input errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -182,13 +183,34 @@ TEST(ThinkModel, CliPipelineAndErrors) {
     ASSERT_EQ(test::run(prep, &out), 0) << out;
     ASSERT_EQ(test::run(prep, &out), 0) << out;  // resumes: nothing new
     EXPECT_NE(out.find("0 new, 6 already done"), std::string::npos) << out;
+    {  // the same file with one weight changed (a retrained model of the same shape): resuming is refused
+        const std::string m3b = d + "/retrained.gguf";
+        std::filesystem::copy_file(m3, m3b);
+        std::fstream f(m3b, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekg(-100, std::ios::end);
+        char c = 0;
+        f.read(&c, 1);
+        c ^= 1;
+        f.seekp(-100, std::ios::end);
+        f.write(&c, 1);
+        f.close();
+        std::string p2 = prep;
+        p2.replace(p2.find(m3), m3.size(), m3b);
+        EXPECT_EQ(test::run(p2, &out), 1) << out;
+        EXPECT_NE(out.find("was written with other settings"), std::string::npos) << out;
+    }
     ASSERT_EQ(test::run(bin + " probe train --data " + d + "/prep.jsonl --hidden 16 --epochs 3 --lr 1e-3 --switch-aware -o " + d + "/c.gguf", &out), 0) << out;
     ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 -p '3+4'", &out), 0) << out;
     EXPECT_NE(out.find("first mode:"), std::string::npos) << out;
     EXPECT_NE(out.find("tokens:"), std::string::npos) << out;
-    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 --arith 3 --table --paper-mode -o " + d + "/r.jsonl", &out), 0) << out;
+    ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 --arith 3 --table --paper-mode --give-up 60,90 -o " + d + "/r.jsonl", &out), 0) << out;
     EXPECT_NE(out.find("initial + online switch"), std::string::npos) << out;
+    EXPECT_NE(out.find("give-up (fast if score >= 60)"), std::string::npos) << out;
+    EXPECT_NE(out.find("give-up (fast if score >= 90)"), std::string::npos) << out;
+    EXPECT_NE(out.find("oracle with give-up"), std::string::npos) << out;
     EXPECT_NE(out.find("paper mode"), std::string::npos) << out;
+    EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --give-up 60,90 -p '3+4'", &out), 1) << out;
+    EXPECT_NE(out.find("--give-up: one value"), std::string::npos) << out;
     // classifier next to another model: one line, exit 1
     EXPECT_EQ(test::run(bin + " think -m " + m2 + " --classifier " + d + "/c.gguf -p '3+4'", &out), 1);
     EXPECT_NE(out.find("kvlens: error: classifier was trained for qwen3"), std::string::npos) << out;
