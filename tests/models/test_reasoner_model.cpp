@@ -92,10 +92,10 @@ TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
 }
 
 // The gates, on a fixed sample of 100 held-out problems (20 per level, seed 7). The committed model meets
-// all but one (docs/MODEL.md, "Gates"): for always-slow accuracy (gate 0.85; the model has 0.575 on 1000 problems,
-// 0.59 on this sample) the test holds the model to its measured number minus a margin, so a regression is still
-// caught; the real gate is printed alongside. Fast level 1 is held to the gate itself (0.975 / 0.95 measured).
-constexpr double kSlowAccFloor = 0.50;  // gate: 0.85 (not met)
+// all but one (docs/MODEL.md, "Gates"): for always-slow accuracy (gate 0.85; the model has 0.795 on 1000 problems,
+// 0.79 on this sample) the test holds the model to its measured number minus a margin, so a regression is still
+// caught; the real gate is printed alongside. Fast level 1 is held to the gate itself (1.0 / 1.0 measured).
+constexpr double kSlowAccFloor = 0.72;  // gate: 0.85 (not met)
 constexpr double kFastL1Floor = 0.90;   // gate: 0.90
 TEST(ReasonerModel, GatesOnFixedSample) {
     quiet_llama_logs();
