@@ -16,7 +16,7 @@ if [ -f "$M" ] && [ -f "$C" ]; then
   echo "   classifier $C"
   start=$(date +%s)
   "$KV" think -m "$M" --classifier "$C" --arith "$N" --levels 1-5 --table -t "$THREADS" \
-    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20
+    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 --give-up 98
   echo; echo "[demo took $(( $(date +%s) - start )) s; recipe and full results: docs/THINK.md, docs/RESULTS.md]"
   exit 0
 fi
