@@ -3,7 +3,7 @@
 # model: its gates, its classifier (retrained: the committed one belongs to the model it was trained on), Table 3
 # on 1000 held-out problems with paper mode, the tau/delta sweep and plot, prompt-only vs switch-aware, the
 # switch costs, KV-CoE self-evaluation, and the KV-embedding probes. Two lanes run side by side (one thread
-# each: a 1.3M-parameter model decodes fastest single-threaded). About 40 min on 2 cores.
+# each: a 1.3M-parameter model decodes fastest single-threaded). About 10-15 min on 2 free cores.
 #   scripts/reasoner-results.sh [OUT_DIR]      (default out/reasoner; outputs are .md/.jsonl/.log files there)
 # Set KEEP_CLASSIFIER=1 to use the committed classifier instead of retraining it, LANES=a or LANES=b to run one lane.
 set -euo pipefail
