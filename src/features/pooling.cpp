@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "kvlens/error.h"
+#include "kvlens/hash.h"
 
 namespace kvlens {
 
@@ -49,15 +50,6 @@ int part_width(const PoolConfig & cfg, const PoolShape & s) { return is_hidden(c
 int part_out(const PoolConfig & cfg, const PoolShape & s) {
     if (is_hidden(cfg)) return s.n_embd;
     return cfg.head_agg == HeadAgg::Mean ? s.head_dim : s.row_size();
-}
-
-uint64_t fnv1a(const std::string & s) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 1099511628211ull;
-    }
-    return h;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "command.h"
 #include "kvlens/arith.h"
 #include "kvlens/error.h"
+#include "kvlens/hash.h"
 #include "kvlens/think.h"
 
 using namespace kvlens;
@@ -50,10 +51,9 @@ std::string weights_fingerprint(const std::string & path) {
     std::vector<char> buf((size_t) n);
     in.seekg(size - n);
     in.read(buf.data(), n);
-    uint64_t h = 1469598103934665603ull;
-    for (char c : buf) h = (h ^ (unsigned char) c) * 1099511628211ull;
     char out[64];
-    std::snprintf(out, sizeof out, "%lld:%016llx", (long long) size, (unsigned long long) h);
+    std::snprintf(out, sizeof out, "%lld:%016llx", (long long) size,
+                  (unsigned long long) fnv1a(std::string_view(buf.data(), buf.size())));
     return out;
 }
 

@@ -208,11 +208,15 @@ static int cmd_think(int argc, char ** argv) {
         s_paper{"initial + switch, paper mode"},
         s_oracle{"oracle initial decision (fast iff fast is right)"},  // the bound of any prompt-level policy
         s_oracle_gu{"oracle with give-up (fast unless only slow is right)"};  // the bound with a give-up action
-    std::vector<PolicyStats> s_gu;  // initial only + give-up >= G, per G (beyond the paper)
+    std::vector<PolicyStats> s_gu;     // initial only + give-up >= G, per G (beyond the paper)
+    std::vector<ThinkPolicy> gu_rule;  // the same initial rule `think --give-up G` runs
     for (double g : give_ups) {
         char b[96];
         std::snprintf(b, sizeof b, "initial only + give-up (fast if score >= %g)", g);
         s_gu.push_back(PolicyStats{b});
+        ThinkParams q = P;
+        q.give_up = g;
+        gu_rule.emplace_back(q);
     }
     std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
@@ -236,7 +240,7 @@ static int cmd_think(int argc, char ** argv) {
         const bool only_slow = sl.ok && !f.ok;
         s_oracle_gu.add(only_slow ? sl.r : f.r, only_slow ? sl.ok : f.ok);
         for (size_t g = 0; g < give_ups.size(); ++g) {
-            const bool fast = score < P.tau || score >= give_ups[g];
+            const bool fast = gu_rule[g].initial(score) == ThinkMode::Fast;
             s_gu[g].add(fast ? f.r : sl.r, fast ? f.ok : sl.ok);
         }
         if (it.level > 0) {
