@@ -49,6 +49,9 @@ ArithProblem arith_generate(int level, uint64_t seed);
 // One line describing a level (for docs and CLI help). Throws for an unknown level.
 std::string arith_level_description(int level);
 int arith_level_digits(int level);
+// A level list: "1-5", "3", "2,4" or "1-2,5" → the levels in that order; a clear error ("--levels: …") for
+// anything else or a level outside kArithMinLevel..kArithMaxLevel.
+std::vector<int> arith_parse_levels(const std::string & spec);
 int arith_level_operands(int level);
 
 // Chat rendering (ChatML, the template the reasoner carries).

@@ -216,13 +216,11 @@ struct ThinkItem {
     BenchFormat format = BenchFormat::Arith;
     int level = 0;  // arith only
 };
-// n arithmetic problems, levels cycling lo..hi; held_out: seeds with kArithEvalSeedBit (evaluation), else
-// training seeds; seeds first_seed, first_seed + 1, ...
-std::vector<ThinkItem> arith_items(int n, int level_lo, int level_hi, bool held_out, uint64_t first_seed = 0);
+// n arithmetic problems, cycling through levels (arith_parse_levels); held_out: seeds with kArithEvalSeedBit
+// (evaluation), else training seeds; seeds first_seed, first_seed + 1, ...
+std::vector<ThinkItem> arith_items(int n, const std::vector<int> & levels, bool held_out, uint64_t first_seed = 0);
 // A JSONL benchmark (kvlens/answers.h formats).
 std::vector<ThinkItem> load_think_items(const std::string & path, const std::string & format);
 bool check_item(const ThinkItem & it, const std::string & assistant_output);
-// "1-5" / "3" → (lo, hi), validated against the arith levels.
-std::pair<int, int> parse_levels(const std::string & s);
 
 }  // namespace kvlens

@@ -43,11 +43,12 @@ std::string format_think_table(const std::vector<PolicyStats> & rows, const std:
 
 namespace kvlens {
 
-std::vector<ThinkItem> arith_items(int n, int lo, int hi, bool held_out, uint64_t first_seed) {
+std::vector<ThinkItem> arith_items(int n, const std::vector<int> & levels, bool held_out, uint64_t first_seed) {
     if (n <= 0) throw Error("the problem count must be positive");
+    if (levels.empty()) throw Error("no arith levels given");
     std::vector<ThinkItem> out;
     for (int i = 0; i < n; ++i) {
-        const int level = lo + i % (hi - lo + 1);
+        const int level = levels[size_t(i) % levels.size()];
         const uint64_t seed = (held_out ? kArithEvalSeedBit : 0) | (first_seed + (uint64_t) i);
         ArithProblem p = arith_generate(level, seed);
         ThinkItem it;
@@ -75,16 +76,5 @@ std::vector<ThinkItem> load_think_items(const std::string & path, const std::str
 }
 
 bool check_item(const ThinkItem & it, const std::string & out) { return check_answer(it.format, out, it.row).correct; }
-
-std::pair<int, int> parse_levels(const std::string & s) {
-    int lo = 0, hi = 0;
-    char dash = 0;
-    int n = std::sscanf(s.c_str(), "%d%c%d", &lo, &dash, &hi);
-    if (n == 1) hi = lo;
-    else if (n != 3 || dash != '-') throw Error("levels: give N or LO-HI, got '" + s + "'");
-    if (lo < kArithMinLevel || hi > kArithMaxLevel || lo > hi)
-        throw Error("levels must lie in " + std::to_string(kArithMinLevel) + "-" + std::to_string(kArithMaxLevel));
-    return {lo, hi};
-}
 
 }  // namespace kvlens

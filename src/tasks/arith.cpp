@@ -2,6 +2,7 @@
 #include "kvlens/arith.h"
 
 #include <cctype>
+#include <cstdio>
 
 #include "kvlens/error.h"
 
@@ -43,19 +44,33 @@ std::string trim(const std::string & s) {
     return s.substr(b, e - b);
 }
 
-// Digits of v, least significant first, padded with zeros to n.
-std::vector<int> digits_lsf(int64_t v, int n) {
-    std::vector<int> d(n, 0);
-    for (int i = 0; i < n; ++i, v /= 10) d[i] = int(v % 10);
-    return d;
-}
-
 }  // namespace
 
 int arith_level_digits(int level) {
     check_level(level);
     static const int digits[] = {1, 2, 3, 4, 4};
     return digits[level - 1];
+}
+
+std::vector<int> arith_parse_levels(const std::string & spec) {
+    std::vector<int> out;
+    for (size_t i = 0; i <= spec.size();) {
+        size_t j = spec.find(',', i);
+        if (j == std::string::npos) j = spec.size();
+        const std::string item = spec.substr(i, j - i);
+        int a = 0, b = 0;
+        char dash = 0, extra = 0;
+        const int n = std::sscanf(item.c_str(), "%d%c%d%c", &a, &dash, &b, &extra);
+        if (n == 1) b = a;
+        else if (!(n == 3 && dash == '-')) throw Error("--levels: cannot read '" + item + "' (e.g. 1-5, 3 or 2,4)");
+        if (a < kArithMinLevel || b > kArithMaxLevel || a > b) {
+            throw Error("--levels: '" + item + "' is outside " + std::to_string(kArithMinLevel) + "-" +
+                        std::to_string(kArithMaxLevel));
+        }
+        for (int l = a; l <= b; ++l) out.push_back(l);
+        i = j + 1;
+    }
+    return out;
 }
 
 int arith_level_operands(int level) {

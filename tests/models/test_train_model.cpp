@@ -56,6 +56,30 @@ TEST(TrainLoop, SpikeGuardRestoresAndTheLowerLrSurvivesAResume) {
     EXPECT_NE(err2.find("resumed from"), std::string::npos) << err2;
     EXPECT_NE(err2.find("lr scale 0.700"), std::string::npos) << err2;
     EXPECT_EQ(err2.find("spike guard: "), std::string::npos) << err2;
-    EXPECT_DOUBLE_EQ(b.lr_scale, 0.7);
     fs::remove_all(dir);
+}
+
+TEST(TrainLoop, ScheduleWarmsUpDecaysAndRestartsItsCosineForALaterChunk) {
+    TrainArgs a;
+    a.lr = 1e-3;
+    a.warmup = 100;
+    a.steps = 1100;
+    LrState s;
+    EXPECT_DOUBLE_EQ(scheduled_lr(a, s, 0), 1e-5);     // warm-up: (t + 1) / warmup
+    EXPECT_DOUBLE_EQ(scheduled_lr(a, s, 100), 1e-3);   // peak after the warm-up
+    EXPECT_NEAR(scheduled_lr(a, s, 600), 0.55e-3, 1e-12);  // half-way: 0.1 + 0.9 * 0.5
+    EXPECT_NEAR(scheduled_lr(a, s, 1100), 1e-4, 1e-12);    // 10% at --steps
+    EXPECT_NEAR(scheduled_lr(a, s, 5000), 1e-4, 1e-12);    // and after
+
+    a.cosine_from = 600;  // a later chunk's own decay: the peak again at 600, 10% at --steps
+    EXPECT_DOUBLE_EQ(scheduled_lr(a, s, 600), 1e-3);
+    EXPECT_NEAR(scheduled_lr(a, s, 850), 0.55e-3, 1e-12);
+    EXPECT_NEAR(scheduled_lr(a, s, 1100), 1e-4, 1e-12);
+
+    s.rewarm_from = 600;  // resumed at 600: a 50-step ramp, then the guard's scale
+    s.rewarm_until = 650;
+    s.scale = 0.7;
+    EXPECT_NEAR(scheduled_lr(a, s, 600), 1e-3 * 0.7 / 50, 1e-12);
+    EXPECT_NEAR(scheduled_lr(a, s, 624), 1e-3 * 0.7 * 25 / 50 * (0.1 + 0.45 * (1 + std::cos(M_PI * 24 / 500))), 1e-12);
+    EXPECT_NEAR(scheduled_lr(a, s, 850), 0.55e-3 * 0.7, 1e-12);
 }

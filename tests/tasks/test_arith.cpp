@@ -125,6 +125,21 @@ TEST(Arith, BadLevel) {
     }
 }
 
+TEST(Arith, LevelLists) {
+    EXPECT_EQ(arith_parse_levels("1-5"), (std::vector<int>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(arith_parse_levels("3"), (std::vector<int>{3}));
+    EXPECT_EQ(arith_parse_levels("2,4"), (std::vector<int>{2, 4}));
+    EXPECT_EQ(arith_parse_levels("1-2,5"), (std::vector<int>{1, 2, 5}));
+    for (const char * bad : {"", "0-6", "6", "5-3", "2,", "a", "1-2x", "1--2"}) {
+        try {
+            arith_parse_levels(bad);
+            ADD_FAILURE() << "accepted '" << bad << "'";
+        } catch (const Error & e) {
+            EXPECT_NE(std::string(e.what()).find("--levels:"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(Arith, PaperLabels) {
     EXPECT_EQ(paper_label(true, 5, true, 16), 0);
     EXPECT_EQ(paper_label(true, 40, false, 16), 25);

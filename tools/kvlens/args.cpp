@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "kvlens/arith.h"
 #include "kvlens/error.h"
 #include "kvlens/log.h"
 
@@ -91,7 +92,7 @@ void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help) {
 
 void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * arith_help) {
     app.add_option("--arith", ps.n_arith, arith_help);
-    app.add_option("--levels", ps.levels, "arith levels LO-HI");
+    app.add_option("--levels", ps.levels, "arith levels to cycle through: 1-5, 3, 2,4 ...");
     app.add_option("--first-seed", ps.first_seed, "first arith seed");
     app.add_option("--data", ps.data, "JSONL problem file instead of --arith");
     app.add_option("--format", ps.format, "its format (arith, gsm8k, math, theoremqa, csqa, belebele, mgsm)");
@@ -101,8 +102,7 @@ void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * ari
 std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out) {
     if (!ps.data.empty()) return load_think_items(ps.data, ps.format);
     if (ps.n_arith <= 0) throw Error("give --arith N or --data FILE");
-    auto [lo, hi] = parse_levels(ps.levels);
-    return arith_items(ps.n_arith, lo, hi, held_out, ps.first_seed);
+    return arith_items(ps.n_arith, arith_parse_levels(ps.levels), held_out, ps.first_seed);
 }
 
 }  // namespace kvlens::cli

@@ -21,27 +21,6 @@ namespace {
 
 constexpr uint64_t kHeldOutBit = 1ull << 62;
 
-std::vector<int> parse_level_list(const std::string & spec) {  // "1-5", "2,4" or "1-2,5"
-    std::vector<int> out;
-    size_t i = 0;
-    while (i <= spec.size()) {
-        size_t j = spec.find(',', i);
-        if (j == std::string::npos) j = spec.size();
-        std::string item = spec.substr(i, j - i);
-        int a = 0, b = 0;
-        char dash = 0, extra = 0;
-        const int n = std::sscanf(item.c_str(), "%d%c%d%c", &a, &dash, &b, &extra);
-        if (n == 1) b = a;
-        else if (!(n == 3 && dash == '-')) throw Error("--levels: cannot read '" + item + "' (e.g. 1-5 or 2,4)");
-        if (a < kArithMinLevel || b > kArithMaxLevel || a > b)
-            throw Error("--levels: '" + item + "' is outside " + std::to_string(kArithMinLevel) + "-" + std::to_string(kArithMaxLevel));
-        for (int l = a; l <= b; ++l) out.push_back(l);
-        i = j + 1;
-    }
-    if (out.empty()) throw Error("--levels: no level given");
-    return out;
-}
-
 }  // namespace
 
 static int cmd_arith(int argc, char ** argv) {
@@ -55,7 +34,7 @@ static int cmd_arith(int argc, char ** argv) {
     app.add_option("-o,--output", out_path, "output JSONL (- for stdout)")->required();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n < 1 || n > (1 << 30)) throw Error("-n must be in 1..2^30");
-    const auto levels = parse_level_list(levels_spec);
+    const auto levels = arith_parse_levels(levels_spec);
 
     std::ofstream file;
     if (out_path != "-") {

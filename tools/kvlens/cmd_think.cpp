@@ -267,7 +267,10 @@ static int cmd_think(int argc, char ** argv) {
                 for (int m : {0, 1})
                     if (on.r.first_mode == (m ? ThinkMode::Slow : ThinkMode::Fast) && d == P.delta) cache[{m, d}] = on;
             for (double t : taus) {
-                const bool fast_first = score < t;
+                ThinkParams q = P;  // the sweep's initial rule: think's own at tau t, without give-up
+                q.tau = t;
+                q.give_up = INFINITY;
+                const bool fast_first = ThinkPolicy(q).initial(score) == ThinkMode::Fast;
                 init_grid[t].name = "initial only";
                 init_grid[t].add(fast_first ? f.r : sl.r, fast_first ? f.ok : sl.ok);
                 for (double d : deltas) {

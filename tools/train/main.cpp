@@ -19,7 +19,7 @@ using namespace kvlens::train;
 static void usage() {
     std::fprintf(stderr,
                  "usage: kvlens-train train [--out F] [--ckpt DIR] [--steps N] [--minutes M] [--stop-at STEP] [--batch B] [--row T]\n"
-                 "                          [--lr X] [--warmup N] [--seed S] [--threads N] [--layers L] [--embd E]\n"
+                 "                          [--lr X] [--warmup N] [--rewarm N] [--cosine-from STEP] [--seed S] [--threads N] [--layers L] [--embd E]\n"
                  "                          [--spike-guard FACTOR (e.g. 1.8: roll back and lower the LR on a loss spike)]\n"
                  "                          [--ff F] [--heads H] [--kv-heads K] [--head-dim D] [--val-every N]\n"
                  "                          [--ckpt-minutes M] [--export-partial]\n"
@@ -56,6 +56,8 @@ int main(int argc, char ** argv) {
             else if (k == "--row") ta.row_len = std::stoi(next());
             else if (k == "--lr") ta.lr = std::stod(next());
             else if (k == "--warmup") ta.warmup = std::stoi(next());
+            else if (k == "--rewarm") ta.rewarm = std::stoi(next());
+            else if (k == "--cosine-from") ta.cosine_from = std::stoll(next());
             else if (k == "--seed") { const std::string v = next(); ta.seed = std::stoull(v); ea.seed = std::stoull(v); }
             else if (k == "--threads") { const int v = std::stoi(next()); ta.threads = v; ea.threads = v; }
             else if (k == "--layers") ta.hp.n_layer = std::stoi(next());

@@ -2,9 +2,11 @@
 // held-out teacher-forced answer accuracy, checkpoints that resume, fixed seed).
 #include "train.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -25,21 +27,13 @@ namespace {
 struct Schedule {
     const TrainArgs * a;
     int64_t step = 0;  // optimizer steps done
+    LrState lr;
 };
 
 ggml_opt_optimizer_params opt_pars(void * ud) {
     const Schedule & s = *static_cast<Schedule *>(ud);
     ggml_opt_optimizer_params p = ggml_opt_get_default_optimizer_params(nullptr);
-    const double t = double(s.step);
-    double lr;
-    if (t < s.a->warmup) {
-        lr = s.a->lr * (t + 1) / s.a->warmup;
-    } else {
-        const double x = std::min(1.0, (t - s.a->warmup) / std::max(1.0, double(s.a->steps - s.a->warmup)));
-        lr = s.a->lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
-    }
-    if (s.a->rewarm_until > t) lr *= std::min(1.0, (t - s.a->rewarm_from + 1) / 50.0);  // after a resume
-    lr *= s.a->lr_scale;
+    const double lr = scheduled_lr(*s.a, s.lr, s.step);
     p.adamw.alpha = float(lr);
     p.adamw.beta1 = 0.9f;
     p.adamw.beta2 = 0.99f;
@@ -108,7 +102,26 @@ std::string latest_ckpt(const std::string & dir) {
 
 }  // namespace
 
+double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t step) {
+    const double t = double(step);
+    double lr;
+    if (t < a.warmup) {
+        lr = a.lr * (t + 1) / a.warmup;
+    } else {
+        // cosine from the end of the warm-up (or from --cosine-from, a chunk's own decay) to --steps
+        const double t0 = a.cosine_from > 0 ? double(a.cosine_from) : double(a.warmup);
+        const double x = std::clamp((t - t0) / std::max(1.0, double(a.steps) - t0), 0.0, 1.0);
+        lr = a.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
+    }
+    if (s.rewarm_until > t) lr *= std::min(1.0, (t - s.rewarm_from + 1) / double(a.rewarm));  // after a resume or a restore
+    return lr * s.scale;
+}
+
 int run_train(const TrainArgs & a) {
+    if (a.cosine_from < 0 || (a.cosine_from > 0 && a.cosine_from >= a.steps)) {
+        throw std::runtime_error("--cosine-from must be >= 0 and below --steps");
+    }
+    if (a.rewarm < 1 || a.warmup < 1) throw std::runtime_error("--warmup and --rewarm must be >= 1");
     fs::create_directories(a.ckpt_dir);
     ggml_backend_t backend = ggml_backend_cpu_init();
     ggml_backend_cpu_set_n_threads(backend, a.threads);
@@ -124,17 +137,16 @@ int run_train(const TrainArgs & a) {
         w.create(hp, backend);
         load_weights(w, resume);
         sched.step = state["kvlens.train.step"];
-        if (state.count("kvlens.train.lr_scale_ppm")) const_cast<TrainArgs &>(a).lr_scale = state["kvlens.train.lr_scale_ppm"] / 1e6;
-        std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over 50 steps)\n",
-                     resume.c_str(), (long long) sched.step);
+        if (state.count("kvlens.train.lr_scale_ppm")) sched.lr.scale = state["kvlens.train.lr_scale_ppm"] / 1e6;
+        std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over %d steps)\n",
+                     resume.c_str(), (long long) sched.step, a.rewarm);
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
         save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
     }
-    TrainArgs & am = const_cast<TrainArgs &>(a);
-    am.rewarm_from = double(sched.step);
-    am.rewarm_until = resume.empty() ? -1.0 : double(sched.step + 50);
+    sched.lr.rewarm_from = double(sched.step);
+    sched.lr.rewarm_until = resume.empty() ? -1.0 : double(sched.step + a.rewarm);
     w.mark_params();
     std::fprintf(stderr, "model: %d layers, n_embd %d, heads %d/%d x %d, ff %d, vocab %d: %lld params\n", hp.n_layer,
                  hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab, (long long) w.n_params());
@@ -237,14 +249,16 @@ int run_train(const TrainArgs & a) {
     int64_t tokens_done = 0;
     PackedBatch pb;
     bool finished = false;
-    std::vector<double> hist;        // per-step losses since the start or the last restore (spike guard)
+    std::deque<double> hist;         // the last 220 per-step losses since the start or the last restore (spike guard)
     std::vector<Snapshot> snaps;     // newest last
     int restores = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
-                                              {"kvlens.train.lr_scale_ppm", int64_t(std::llround(a.lr_scale * 1e6))}};
+                                              {"kvlens.train.lr_scale_ppm", int64_t(std::llround(sched.lr.scale * 1e6))}};
     };
-    if (a.lr_scale != 1) std::fprintf(stderr, "lr scale %.3f (lowered by the spike guard before the resume)\n", a.lr_scale);
+    if (sched.lr.scale != 1) {
+        std::fprintf(stderr, "lr scale %.3f (lowered by the spike guard before the resume)\n", sched.lr.scale);
+    }
     while (true) {
         if (sched.step >= a.steps) { finished = true; break; }
         const double elapsed_min = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
@@ -271,6 +285,7 @@ int run_train(const TrainArgs & a) {
         ++sched.step;
         if (a.spike_factor > 0) {
             hist.push_back(step_loss);
+            if (hist.size() > 220) hist.pop_front();
             const size_t n = hist.size();
             if (n >= 220) {
                 double recent = 0, before = 0;
@@ -279,13 +294,13 @@ int run_train(const TrainArgs & a) {
                 if (recent > a.spike_factor * before && snaps.size() >= 2) {
                     const Snapshot & back = snaps[snaps.size() - 2];  // 100-199 steps back
                     restore_snapshot(w, back);
-                    am.lr_scale *= 0.7;
-                    am.rewarm_from = double(sched.step);
-                    am.rewarm_until = double(sched.step + 50);
+                    sched.lr.scale *= 0.7;
+                    sched.lr.rewarm_from = double(sched.step);
+                    sched.lr.rewarm_until = double(sched.step + a.rewarm);
                     if (++restores > 8) throw std::runtime_error("spike guard: more than 8 restores; lower --lr");
                     std::fprintf(stderr, "spike guard: loss %.3f over the last 20 steps vs %.3f before: weights of step %lld "
                                          "restored, lr scale now %.3f (restore %d)\n",
-                                 recent, before, (long long) back.step, a.lr_scale, restores);
+                                 recent, before, (long long) back.step, sched.lr.scale, restores);
                     Snapshot keep = back;
                     snaps.assign(1, keep);
                     hist.clear();

@@ -18,6 +18,8 @@ struct TrainArgs {
     double lr = 1e-3;
     double wd = 0.1;
     int warmup = 100;
+    int rewarm = 50;          // steps of the linear LR ramp after a resume or a spike-guard restore (fresh AdamW moments)
+    int64_t cosine_from = 0;  // >0: the cosine decay restarts at this step (a later chunk's own schedule)
     uint64_t seed = 1234;
     int threads = 2;
     int log_every = 20;
@@ -29,10 +31,18 @@ struct TrainArgs {
     // Spike guard: when the mean loss of the last 20 steps exceeds spike_factor x the mean of the 200 before,
     // restore the weights of a snapshot 100-199 steps back, scale the LR by 0.7 and re-warm (0: off).
     double spike_factor = 0;
-    // set by run_train
-    double rewarm_from = 0, rewarm_until = -1;
-    double lr_scale = 1;  // lowered by the spike guard; kept in checkpoints
 };
+
+// The run's own LR state on top of the schedule: an --rewarm-step ramp after a resume or a spike-guard restore, and
+// the spike guard's scale (kept in checkpoints as kvlens.train.lr_scale_ppm).
+struct LrState {
+    double rewarm_from = 0, rewarm_until = -1;
+    double scale = 1;
+};
+
+// The LR at optimizer step t: linear warm-up, then cosine decay to 10% of --lr at --steps (from --cosine-from when
+// set), times the re-warm ramp and the guard's scale.
+double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t t);
 
 int run_train(const TrainArgs & a);
 
