@@ -21,7 +21,7 @@ test: build
 bench: build
 	@$(BUILD)/bin/kvlens bench tap
 
-# The embedded reasoner's recipe (docs/MODEL.md): about 3 h 40 min on 2 cores; stop any time, rerun to resume.
+# The embedded reasoner's recipe (docs/MODEL.md): about 4 h on 2 cores (24,800 steps); stop any time, rerun to resume.
 reasoner: build
 	@bash scripts/train-reasoner.sh $(BUILD)
 

@@ -91,12 +91,9 @@ TEST(ReasonerModel, ExportOfFreshWeightsMatchesLlamaCpp) {
     std::remove(path.c_str());
 }
 
-// The gates, on a fixed sample of 100 held-out problems (20 per level, seed 7). The committed model meets
-// all but one (docs/MODEL.md, "Gates"): for always-slow accuracy (gate 0.85; the model has 0.795 on 1000 problems,
-// 0.79 on this sample) the test holds the model to its measured number minus a margin, so a regression is still
-// caught; the real gate is printed alongside. Fast level 1 is held to the gate itself (1.0 / 1.0 measured).
-constexpr double kSlowAccFloor = 0.72;  // gate: 0.85 (not met)
-constexpr double kFastL1Floor = 0.90;   // gate: 0.90
+// The gates, on a fixed sample of 100 held-out problems (20 per level, seed 7), held to the gates
+// themselves. The committed model (step 24800) meets them all on 1000 problems (docs/MODEL.md, "Gates"); on this
+// sample it measures always-slow 0.93, fast level 1 1.0, fast level 5 0.0, level-5 token ratio 22.9x.
 TEST(ReasonerModel, GatesOnFixedSample) {
     quiet_llama_logs();
     Generator gen(kModel, 1);
@@ -106,12 +103,13 @@ TEST(ReasonerModel, GatesOnFixedSample) {
     a.per_level = 20;
     a.seed = 7;
     std::printf("%s", format_report(r, a).c_str());
-    EXPECT_GE(r.slow_acc(), kSlowAccFloor);
-    EXPECT_GE(r.fast_acc(kArithMinLevel), kFastL1Floor);
+    EXPECT_GE(r.slow_acc(), 0.85);
+    EXPECT_GE(r.fast_acc(kArithMinLevel), 0.90);
     EXPECT_LE(r.fast_acc(kArithMaxLevel), 0.35);
     EXPECT_GE(r.token_ratio(kArithMaxLevel), 4.0);
     EXPECT_GE(r.end_ok_rate(), 0.99);
     EXPECT_GE(r.forced_rate(), 0.95);
+    EXPECT_TRUE(r.all_gates_pass());
     // the paper's effect, level by level: thinking never hurts much and helps on level 2
     EXPECT_GE(r.level[2].slow_correct, r.level[2].fast_correct);
 }
