@@ -2,7 +2,7 @@
 # make reasoner: train models/kvlens-reasoner.gguf from scratch with kvlens-train, replaying the committed model's
 # recipe chunk by chunk (docs/MODEL.md, "Training"). Each chunk is one `kvlens-train train` run that resumes from
 # the newest checkpoint in models/ckpt/ and stops at a fixed step, so the whole is resumable: stop it any time
-# and run it again. About 3 h 50 min on 2 free cores (24,800 steps at ~0.56 s).
+# and run it again. About 3 h 55 min on 2 free cores (24,800 steps, docs/MODEL.md).
 #   scripts/train-reasoner.sh [BUILD_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

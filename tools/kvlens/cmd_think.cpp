@@ -218,6 +218,13 @@ static int cmd_think(int argc, char ** argv) {
         q.give_up = g;
         gu_rule.emplace_back(q);
     }
+    std::vector<ThinkPolicy> tau_rule;  // the sweep's initial rule per tau: think's own, without give-up
+    for (double t : taus) {
+        ThinkParams q = P;
+        q.tau = t;
+        q.give_up = INFINITY;
+        tau_rule.emplace_back(q);
+    }
     std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
     std::map<double, PolicyStats> init_grid;                   // tau -> initial only
@@ -266,11 +273,9 @@ static int cmd_think(int argc, char ** argv) {
             for (double d : deltas)
                 for (int m : {0, 1})
                     if (on.r.first_mode == (m ? ThinkMode::Slow : ThinkMode::Fast) && d == P.delta) cache[{m, d}] = on;
-            for (double t : taus) {
-                ThinkParams q = P;  // the sweep's initial rule: think's own at tau t, without give-up
-                q.tau = t;
-                q.give_up = INFINITY;
-                const bool fast_first = ThinkPolicy(q).initial(score) == ThinkMode::Fast;
+            for (size_t ti = 0; ti < taus.size(); ++ti) {
+                const double t = taus[ti];
+                const bool fast_first = tau_rule[ti].initial(score) == ThinkMode::Fast;
                 init_grid[t].name = "initial only";
                 init_grid[t].add(fast_first ? f.r : sl.r, fast_first ? f.ok : sl.ok);
                 for (double d : deltas) {
