@@ -37,6 +37,10 @@ struct ProbeMeta {
     int input_dim = 0, hidden = 0;
     int n_train = 0, n_val = 0;
     double val_mse = 0;                 // best validation MSE (label scale 0..100, squared)
+    // How the training windows were made (probe prep): KV cache types and flash attention change V rows by a few
+    // percent and scores by several points (docs/THINK.md). Empty: not recorded (older classifiers).
+    std::string cache_type_k, cache_type_v, flash_attn;
+    std::string prompt;                 // PromptFormat::describe() of the prep run
 };
 
 struct ProbeTrainParams {
@@ -74,6 +78,8 @@ public:
     void check_model(const ModelFacts & facts) const;
     // Settings given on the command line that must match the stored ones.
     void check_window(const WindowConfig & w) const;
+    // One warning line (empty when they match or the classifier does not record them) for other cache settings.
+    std::string cache_mismatch(const std::string & type_k, const std::string & type_v, const std::string & flash_attn) const;
 
     const ProbeMeta & meta() const { return meta_; }
     bool empty() const { return w1_.empty(); }

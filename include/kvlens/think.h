@@ -22,6 +22,7 @@
 #include "kvlens/answers.h"
 #include "kvlens/coe.h"
 #include "kvlens/probe.h"
+#include "kvlens/prompt.h"
 #include "kvlens/session.h"
 #include "kvlens/window.h"
 
@@ -29,22 +30,7 @@ namespace kvlens {
 
 enum class ThinkMode { Fast, Slow };
 const char * to_string(ThinkMode m);
-
-// How a model spells the two modes. qwen3: ChatML, fast "<think>\n</think>\n\n", slow "<think>\n" (the
-// reasoner's and Qwen3's convention); r1: DeepSeek-R1-Distill-Qwen ("<｜User｜>…<｜Assistant｜>"), fast
-// "<think>\n\n</think>\n\n", slow "<think>\n".
-struct PromptFormat {
-    std::string name;
-    std::string fast_prefix, slow_prefix;  // appended after the assistant opener
-    std::string to_fast = "</think>\n\n";  // control text of a slow → fast switch
-    std::string to_slow = "<think>\n";     // control text of a fast → slow switch
-    std::string think_close = "</think>";
-    // The user turn + assistant opener for a question: the model's chat template when it has one, else the
-    // format's own; a trailing "<think>\n" some templates add is removed (the mode prefix supplies it).
-    std::string render(const Model & m, const std::string & question) const;
-};
-// name: qwen3 | chatml (same) | r1 | auto (from the model's chat template: "<｜Assistant｜>" → r1, else qwen3).
-PromptFormat prompt_format(const Model & m, const std::string & name = "auto");
+inline PromptMode to_prompt_mode(ThinkMode m) { return m == ThinkMode::Fast ? PromptMode::Fast : PromptMode::Slow; }
 
 enum class ThinkPolicyKind { Classifier, AlwaysFast, AlwaysSlow };
 
@@ -59,6 +45,7 @@ struct ThinkParams {
     int fast_cap = 2048, slow_cap = 8192;  // generated tokens per mode (after a switch the new mode's cap applies)
     bool confidence = true; // KV-CoE confidence of the answer (taps every layer)
     bool trace = false;     // keep every online score in ThinkResult::scores
+    bool verbose_prompt = false;  // print the prompt's tokens (mode prefix included) to stderr, as llama.cpp does
 };
 
 // The decision rule alone (model-free): feed it scores, it says when to switch.
@@ -155,6 +142,7 @@ struct PrepParams {
     bool switch_aware = false;  // windows inside the slow trace, labelled by closing the think there
     int max_cuts = 16;          // switch-aware windows per question at most
     int cut_every = 0;          // cut points: line ends of the open think (0), plus every k-th trace token (k > 0)
+    bool verbose_prompt = false; // print the fast and slow prompts' tokens to stderr (llama.cpp's --verbose-prompt)
 };
 
 struct PrepAnswer {

@@ -58,6 +58,12 @@ void KvClassifier::save(const std::string & path) const {
     gguf_set_val_i32(g, "kvlens.probe.n_train", meta_.n_train);
     gguf_set_val_i32(g, "kvlens.probe.n_val", meta_.n_val);
     gguf_set_val_f32(g, "kvlens.probe.val_mse", (float) meta_.val_mse);
+    if (!meta_.cache_type_k.empty()) {
+        gguf_set_val_str(g, "kvlens.probe.cache_type_k", meta_.cache_type_k.c_str());
+        gguf_set_val_str(g, "kvlens.probe.cache_type_v", meta_.cache_type_v.c_str());
+        gguf_set_val_str(g, "kvlens.probe.flash_attn", meta_.flash_attn.c_str());
+    }
+    if (!meta_.prompt.empty()) gguf_set_val_str(g, "kvlens.probe.prompt", meta_.prompt.c_str());
 
     size_t bytes = sizeof(float) * ((size_t) n * h + 2 * h + 1 + 2 * n) + ggml_tensor_overhead() * 8 + 1024;
     ggml_init_params ip = {bytes, nullptr, false};
@@ -108,6 +114,16 @@ KvClassifier KvClassifier::load(const std::string & path) {
         m.n_train = gguf_get_val_i32(g, key(g, "kvlens.probe.n_train", path));
         m.n_val = gguf_get_val_i32(g, key(g, "kvlens.probe.n_val", path));
         m.val_mse = gguf_get_val_f32(g, key(g, "kvlens.probe.val_mse", path));
+        auto optional_str = [&](const char * k) {
+            const int64_t id = gguf_find_key(g, k);
+            if (id < 0) return std::string();
+            if (gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) throw Error(path + ": " + k + " is not a string");
+            return std::string(gguf_get_val_str(g, id));
+        };
+        m.cache_type_k = optional_str("kvlens.probe.cache_type_k");
+        m.cache_type_v = optional_str("kvlens.probe.cache_type_v");
+        m.flash_attn = optional_str("kvlens.probe.flash_attn");
+        m.prompt = optional_str("kvlens.probe.prompt");
         if (m.input_dim <= 0 || m.hidden <= 0) throw Error(path + ": bad classifier shape");
         const size_t n = m.input_dim, h = m.hidden;
         c.mu_ = tensor(ctx, "probe.mu", n, path);
@@ -124,6 +140,19 @@ KvClassifier KvClassifier::load(const std::string & path) {
     gguf_free(g);
     ggml_free(ctx);
     return c;
+}
+
+}  // namespace kvlens
+
+namespace kvlens {
+
+std::string KvClassifier::cache_mismatch(const std::string & type_k, const std::string & type_v,
+                                         const std::string & flash_attn) const {
+    if (meta_.cache_type_k.empty()) return "";
+    if (meta_.cache_type_k == type_k && meta_.cache_type_v == type_v && meta_.flash_attn == flash_attn) return "";
+    return "the classifier was trained on windows made with -ctk " + meta_.cache_type_k + " -ctv " + meta_.cache_type_v +
+           " -fa " + meta_.flash_attn + "; this run uses -ctk " + type_k + " -ctv " + type_v + " -fa " + flash_attn +
+           ": V rows differ by a few percent and scores can move by several points (docs/THINK.md)";
 }
 
 }  // namespace kvlens

@@ -12,49 +12,9 @@ namespace kvlens {
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-bool ends_with(const std::string & s, const std::string & t) {
-    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
 }  // namespace
 
 const char * to_string(ThinkMode m) { return m == ThinkMode::Fast ? "fast" : "slow"; }
-
-// ---- prompt formats --------------------------------------------------------------------------------
-
-std::string PromptFormat::render(const Model & m, const std::string & q) const {
-    std::string t;
-    if (m.has_chat_template()) {
-        try {
-            t = m.apply_chat_template({{"user", q}}, true);
-        } catch (const Error &) {
-            t.clear();
-        }
-    }
-    if (t.empty()) {
-        if (name == "r1") t = "<｜User｜>" + q + "<｜Assistant｜>";
-        else t = "<|im_start|>user\n" + q + "<|im_end|>\n<|im_start|>assistant\n";
-    }
-    if (ends_with(t, slow_prefix)) t.resize(t.size() - slow_prefix.size());
-    return t;
-}
-
-PromptFormat prompt_format(const Model & m, const std::string & name) {
-    std::string n = name;
-    if (n == "auto") n = m.meta("tokenizer.chat_template").find("<｜Assistant｜>") != std::string::npos ? "r1" : "qwen3";
-    PromptFormat f;
-    if (n == "qwen3" || n == "chatml") {
-        f.name = "qwen3";
-        f.fast_prefix = "<think>\n</think>\n\n";
-        f.slow_prefix = "<think>\n";
-    } else if (n == "r1") {
-        f.name = "r1";
-        f.fast_prefix = "<think>\n\n</think>\n\n";
-        f.slow_prefix = "<think>\n";
-    } else {
-        throw Error("unknown prompt format '" + name + "' (auto, qwen3, chatml, r1)");
-    }
-    return f;
-}
 
 // ---- the rule ----------------------------------------------------------------------------------------
 
@@ -136,13 +96,12 @@ double ThinkRunner::score_window(ThinkResult & r) {
 int ThinkRunner::prefill_prompt(const std::string & q, ThinkResult & r) {
     if (q.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("empty question");
     const Model & m = s_.model();
-    auto tok = [&](const std::string & text) {
-        bool bos = m.add_bos() && text.rfind(m.piece(m.bos()), 0) != 0;
-        return m.tokenize(text, bos, true);
-    };
-    const std::string text = fmt_.render(m, q);
-    auto toks = tok(text);
-    const int need = (int) toks.size() + (int) tok(fmt_.slow_prefix).size() + 8;
+    auto tok = [&](const std::string & text) { return PromptFormat::tokenize(m, text); };
+    auto toks = tok(fmt_.render(m, q));
+    // user turn + either prefix must tokenize as the whole text does (throws otherwise)
+    const int n_slow = (int) fmt_.tokens(m, q, PromptMode::Slow).size();
+    const int n_fast = (int) fmt_.tokens(m, q, PromptMode::Fast).size();
+    const int need = std::max(n_slow, n_fast) + 8;
     if (need > s_.n_ctx())
         throw Error("question of " + std::to_string(toks.size()) + " prompt tokens does not fit the context of " +
                     std::to_string(s_.n_ctx()) + " tokens (-c) with room to answer");
@@ -224,9 +183,7 @@ void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt) {
     std::vector<Token> keep(first.tokens.begin(), first.tokens.begin() + cut);
     const std::string ctl = pol.mode() == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
     r.output = prefix + m.detokenize(keep, true) + ctl;
-    const std::string text = fmt_.render(m, r.question) + r.output;
-    bool bos = m.add_bos() && text.rfind(m.piece(m.bos()), 0) != 0;
-    auto toks = m.tokenize(text, bos, true);
+    auto toks = PromptFormat::tokenize(m, fmt_.render(m, r.question) + r.output);
     if ((int) toks.size() >= s_.n_ctx()) throw Error("paper mode: the cut text no longer fits the context");
     s_.clear();
     s_.eval(toks);
@@ -255,6 +212,7 @@ ThinkResult ThinkRunner::run(const std::string & question) {
     const std::string & prefix = mode == ThinkMode::Fast ? fmt_.fast_prefix : fmt_.slow_prefix;
     s_.append_text(prefix);
     r.control_tokens = s_.n_past() - n_prompt;
+    if (p_.verbose_prompt) print_verbose_prompt(s_.model(), fmt_.tokens(s_.model(), question, to_prompt_mode(mode)));
     r.output = prefix;
     pol.start(mode, r.gave_up);
     if (p_.paper_mode && p_.online && p_.policy == ThinkPolicyKind::Classifier) {

@@ -10,10 +10,7 @@ namespace kvlens {
 
 namespace {
 
-std::vector<Token> tokenize_prompt(const Model & m, const std::string & text) {
-    bool bos = m.add_bos() && text.rfind(m.piece(m.bos()), 0) != 0;
-    return m.tokenize(text, bos, true);
-}
+std::vector<Token> tokenize_prompt(const Model & m, const std::string & text) { return PromptFormat::tokenize(m, text); }
 
 // Generate up to cap tokens (bounded by the context, keeping `reserve` free); cb sees every token.
 PrepAnswer answer(Session & s, const std::string & prefix, int cap, int reserve, const AnswerChecker & check,
@@ -47,6 +44,12 @@ PrepRecord prep_question(Session & s, KvWindow & w, const PromptFormat & fmt, co
     }
     s.clear();
     auto toks = tokenize_prompt(m, fmt.render(m, question));
+    // the prefixes must tokenize as the whole text does (throws)
+    const auto fast_toks = fmt.tokens(m, question, PromptMode::Fast), slow_toks = fmt.tokens(m, question, PromptMode::Slow);
+    if (p.verbose_prompt) {
+        print_verbose_prompt(m, fast_toks, "fast prompt");
+        print_verbose_prompt(m, slow_toks, "slow prompt");
+    }
     if ((int) toks.size() + 16 > s.n_ctx())
         throw Error("question of " + std::to_string(toks.size()) + " prompt tokens does not fit the context of " +
                     std::to_string(s.n_ctx()) + " tokens (-c)");

@@ -96,7 +96,48 @@ void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * ari
     app.add_option("--first-seed", ps.first_seed, "first arith seed");
     app.add_option("--data", ps.data, "JSONL problem file instead of --arith");
     app.add_option("--format", ps.format, "its format (arith, gsm8k, math, theoremqa, csqa, belebele, mgsm)");
-    app.add_option("--prompt-format", ps.prompt_format, "auto | qwen3 | r1");
+}
+
+void add_prompt_flags(CLI::App & app, PromptArgs & pa, bool with_format) {
+    app.add_option("--chat-template", pa.chat_template,
+                   "chat template override: Jinja text or a llama.cpp built-in name such as chatml (default: the GGUF's)");
+    app.add_option("--chat-template-file", pa.chat_template_file, "read the chat template override from a file");
+    app.add_flag("--no-jinja", pa.no_jinja, "render with llama.cpp's built-in templates instead of its Jinja engine");
+    app.add_flag("--verbose-prompt", pa.verbose_prompt, "print the prompt's tokens before generating (ID -> 'PIECE')");
+    if (!with_format) return;
+    app.add_option("--prompt-format", pa.format,
+                   "auto (from the chat template) | paper (the authors' prefixes) | qwen3 | r1 (hand-written)")
+        ->capture_default_str();
+    app.add_option("--fast-prefix", pa.fast_prefix, "fast-mode prefix after the assistant opener (escapes \\n)");
+    app.add_option("--slow-prefix", pa.slow_prefix, "slow-mode prefix after the assistant opener (escapes \\n)");
+}
+
+PromptFormat make_prompt_format(const Model & m, const PromptArgs & pa) {
+    PromptOptions o;
+    o.format = pa.format;
+    o.jinja = !pa.no_jinja;
+    if (!pa.chat_template.empty() && !pa.chat_template_file.empty())
+        throw Error("give --chat-template or --chat-template-file, not both");
+    o.chat_template = pa.chat_template;
+    if (!pa.chat_template_file.empty()) {
+        std::ifstream in(pa.chat_template_file, std::ios::binary);
+        if (!in) throw Error("cannot read chat template file: " + pa.chat_template_file);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        o.chat_template = ss.str();
+        if (o.chat_template.empty()) throw Error("empty chat template file: " + pa.chat_template_file);
+    }
+    if (pa.fast_prefix) o.fast_prefix = unescape(*pa.fast_prefix);
+    if (pa.slow_prefix) o.slow_prefix = unescape(*pa.slow_prefix);
+    return prompt_format(m, o);
+}
+
+PromptFormat make_thinking_format(const Model & m, const PromptArgs & pa) {
+    PromptFormat f = make_prompt_format(m, pa);
+    if (!f.thinking)
+        throw Error("the chat template has no thinking mode (fast and slow render alike): pass --fast-prefix and "
+                    "--slow-prefix, or --prompt-format paper");
+    return f;
 }
 
 std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out) {

@@ -2,11 +2,13 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kvlens/batch_embed.h"
 #include "kvlens/model.h"
+#include "kvlens/prompt.h"
 #include "kvlens/session.h"
 #include "kvlens/think.h"
 
@@ -26,17 +28,29 @@ void add_sampling_flags(CLI::App & app, CommonArgs & a);  // --temp --top-k --to
 // Many texts per llama_decode (embed, bench embed, bench classify): -c -b --n-seq -t -fa.
 void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help);
 
-// A problem set (probe prep, think): --arith N [--levels LO-HI] [--first-seed S] | --data F [--format FMT], and
-// --prompt-format.
+// A problem set (probe prep, think): --arith N [--levels LO-HI] [--first-seed S] | --data F [--format FMT].
 struct ProblemSetArgs {
     int n_arith = 0;
-    std::string levels = "1-5", data, format = "arith", prompt_format = "auto";
+    std::string levels = "1-5", data, format = "arith";
     uint64_t first_seed = 0;
     bool given() const { return n_arith > 0 || !data.empty(); }
 };
 void add_problem_set_flags(CLI::App & app, ProblemSetArgs & ps, const char * arith_help);
 // The set's items; arith problems draw held-out seeds when `held_out`, training seeds otherwise.
 std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out);
+
+// How a command builds chat prompts (kvlens/prompt.h): --prompt-format, --chat-template[-file], --no-jinja,
+// --fast-prefix/--slow-prefix (escapes \n \t), --verbose-prompt.
+struct PromptArgs {
+    std::string format = "auto", chat_template, chat_template_file;
+    bool no_jinja = false, verbose_prompt = false;
+    std::optional<std::string> fast_prefix, slow_prefix;
+};
+// with_format: also --prompt-format and the prefix overrides (commands with fast/slow modes).
+void add_prompt_flags(CLI::App & app, PromptArgs & pa, bool with_format = true);
+PromptFormat make_prompt_format(const Model & m, const PromptArgs & pa);
+// A format for fast/slow modes: refuses a template without a thinking mode (unless prefixes are given).
+PromptFormat make_thinking_format(const Model & m, const PromptArgs & pa);
 
 // Parse argv (after normalize_llama_flags). Returns -1 to continue, else an exit code (help / error).
 int parse(CLI::App & app, int argc, char ** argv);

@@ -21,14 +21,6 @@ using namespace kvlens;
 
 namespace {
 
-// The assistant-turn prefix a mode puts after the chat template's assistant opener.
-std::string mode_prefix(const std::string & mode) {
-    if (mode == "slow") return kArithSlowPrefix;
-    if (mode == "fast") return kArithFastPrefix;
-    if (mode == "none") return "";
-    throw Error("unknown --mode '" + mode + "' (expected slow, fast or none)");
-}
-
 std::string fmt_duration(double s) {
     char b[32];
     if (s < 90) std::snprintf(b, sizeof b, "%.0fs", s);
@@ -67,7 +59,7 @@ static int cmd_coe(int argc, char ** argv) {
     CLI::App app{"greedy answers to a benchmark with KV-CoE, hidden CoE and output-based self-evaluation scores",
                  "kvlens coe"};
     cli::CommonArgs a;
-    std::string data, format, out_path, mode = "none", tmpl, layers_spec = "all", kv_part = "kv", language = "en";
+    std::string data, format, out_path, mode = "none", layers_spec = "all", kv_part = "kv", language = "en";
     int max_tokens = 2048, limit = 0;
     bool l2 = false, raw = false;
     cli::add_model_flags(app, a);
@@ -76,18 +68,19 @@ static int cmd_coe(int argc, char ** argv) {
     app.add_option("--format", format, "gsm8k|mgsm|math|theoremqa|csqa|belebele|arith")->required();
     app.add_option("-o,--output", out_path, "records JSONL (appended; ids already there are skipped)")->required();
     app.add_option("-n,--max-tokens", max_tokens, "generation cap per sample (reaching it: hit_cap, counted incorrect)");
-    app.add_option("--mode", mode, "assistant-turn prefix: slow (\"<think>\\n\"), fast (\"<think>\\n</think>\\n\\n\") or none");
+    app.add_option("--mode", mode, "generation prompt: slow (thinking), fast (enable_thinking=false) or none (the template's default)");
     app.add_option("--limit", limit, "only the first N rows of the data (0 = all)");
     app.add_option("--lang", language, "mgsm: the question's language field");
     app.add_option("--layers", layers_spec, "layers of the chains: all, last:N, 0,3,5, 2-5");
     app.add_option("--kv-part", kv_part, "KV chains on kv ([K;V]), k or v");
     app.add_flag("--l2", l2, "L2-normalise each token's x_t on the KV token axis");
-    app.add_option("--chat-template", tmpl, "chat template override (text or llama.cpp built-in name, e.g. chatml)");
+    cli::PromptArgs pa;
+    cli::add_prompt_flags(app, pa);
     app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (max_tokens < 1) throw Error("--max-tokens must be >= 1");
     if (limit < 0) throw Error("--limit must be >= 0");
-    const std::string prefix = mode_prefix(mode);
+    const PromptMode pmode = parse_prompt_mode(mode);
     const BenchFormat fmt = parse_bench_format(format);
 
     auto rows = load_benchmark(data, fmt, language);
@@ -102,9 +95,15 @@ static int cmd_coe(int argc, char ** argv) {
     const int n_done_before = (int) done.size();
 
     auto model = cli::load_model(a);
-    const bool chat = !raw && (!tmpl.empty() || model->has_chat_template());
-    if (!chat && mode != "none") throw Error("--mode " + mode + " needs a chat template (the model has none: pass --chat-template)");
+    const bool chat = !raw && (!pa.chat_template.empty() || !pa.chat_template_file.empty() || model->has_chat_template() ||
+                               pa.format != "auto");
+    if (!chat && pmode != PromptMode::None)
+        throw Error("--mode " + mode + " needs a chat template (the model has none: pass --chat-template or --prompt-format)");
     if (!chat) std::fprintf(stderr, "coe: no chat template: prompting with the user message as is\n");
+    const PromptFormat pf = chat ? (pmode == PromptMode::None ? cli::make_prompt_format(*model, pa)
+                                                              : cli::make_thinking_format(*model, pa))
+                                 : PromptFormat{};
+    const std::string prefix = chat ? pf.prefix(pmode) : std::string();
 
     CoeRunOptions ro;
     ro.max_tokens = max_tokens;
@@ -132,8 +131,8 @@ static int cmd_coe(int argc, char ** argv) {
     int n_run = 0, n_cap = 0, n_null = 0, n_short_cap = 0;
     for (auto & row : rows) {
         if (done.count(row.id)) continue;
-        std::string text = chat ? model->apply_chat_template({{"user", row.prompt}}, true, tmpl) + prefix : row.prompt;
-        auto toks = model->tokenize(text, !chat, true);
+        auto toks = chat ? pf.tokens(*model, row.prompt, pmode) : PromptFormat::tokenize(*model, row.prompt);
+        if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
         CoeSample s = runner.run(toks);
         if (s.cap < max_tokens) ++n_short_cap;
 

@@ -62,6 +62,13 @@ static int cmd_embed(int argc, char ** argv) {
     for (auto & k : PoolConfig::knobs()) app.add_option(std::string("--") + k.name, knobs[k.name], k.help);
     app.add_option("--seed", seed, "seed of --source random");
     cli::add_batch_flags(app, bp, "longest text in tokens (0 = model's, capped at 4096)");
+    bool chat = false;
+    std::string reasoning = "auto";
+    cli::PromptArgs pa;
+    app.add_flag("--chat", chat, "wrap each text as a user turn with the model's chat template (generation prompt included)");
+    cli::add_prompt_flags(app, pa);
+    app.add_option("--rea,--reasoning", reasoning, "with --chat: on (slow: think), off (fast) or auto (the template's default)")
+        ->capture_default_str();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (!prompt.empty() && !file.empty()) throw Error("give -p or -f, not both");
 
@@ -72,7 +79,19 @@ static int cmd_embed(int argc, char ** argv) {
     ep.truncate = truncate;
     auto texts = read_texts(prompt, file);
     auto model = cli::load_model(a);
+    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
+    if (chat) {  // the text each vector pools is the whole prompt, as the model's template renders it
+        const PromptMode mode = parse_prompt_mode(reasoning);
+        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
+        for (auto & t : texts) {
+            pf.tokens(*model, t, mode);  // checks the prefix tokenizes as part of the whole
+            t = pf.render(*model, t) + pf.prefix(mode);
+        }
+        ep.parse_special = true;
+    }
     Embedder emb(model, ep);
+    if (pa.verbose_prompt)
+        for (size_t i = 0; i < texts.size(); ++i) print_verbose_prompt(*model, emb.tokens(texts[i], (int) i + 1));
     EmbedRun r = emb.embed(texts);
 
     if (out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0) {

@@ -12,7 +12,7 @@ using namespace kvlens;
 static int cmd_generate(int argc, char ** argv) {
     CLI::App app{"generate text (streams to stdout)", "kvlens generate"};
     cli::CommonArgs a;
-    std::string prompt, file, tmpl;
+    std::string prompt, file, reasoning = "auto";
     int n_predict = 128;
     bool jsonl = false, chat = false, no_bos = false;
     cli::add_model_flags(app, a);
@@ -22,7 +22,10 @@ static int cmd_generate(int argc, char ** argv) {
     app.add_option("-f,--file", file, "read the prompt from a file");
     app.add_option("-n,--n-predict", n_predict, "tokens to generate at most");
     app.add_flag("--chat", chat, "wrap the prompt as a user turn with the model's chat template");
-    app.add_option("--chat-template", tmpl, "chat template override (text or llama.cpp built-in name)");
+    cli::PromptArgs pa;
+    cli::add_prompt_flags(app, pa);
+    app.add_option("--rea,--reasoning", reasoning, "with --chat: on (slow: think), off (fast) or auto (the template's default)")
+        ->capture_default_str();
     app.add_flag("--no-bos", no_bos, "do not add BOS even if the model asks for it");
     app.add_flag("--jsonl", jsonl, "one JSON record per token (id, piece, logprob, maxprob, entropy) + a summary");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
@@ -30,8 +33,17 @@ static int cmd_generate(int argc, char ** argv) {
 
     std::string text = cli::read_prompt(prompt, file);
     auto model = cli::load_model(a);
-    if (chat || !tmpl.empty()) text = model->apply_chat_template({{"user", text}}, true, tmpl);
-    auto toks = model->tokenize(text, !no_bos && !chat, true);
+    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
+    const PromptMode mode = parse_prompt_mode(reasoning);
+    std::vector<Token> toks;
+    if (chat) {
+        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
+        toks = pf.tokens(*model, text, mode);
+        if (no_bos && !toks.empty() && toks[0] == model->bos()) toks.erase(toks.begin());
+    } else {
+        toks = model->tokenize(text, !no_bos, true);
+    }
+    if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
     if (toks.empty()) throw Error("the prompt tokenizes to nothing");
 
     Session s(model, a.session);

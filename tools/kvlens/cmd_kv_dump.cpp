@@ -28,6 +28,11 @@ static int cmd_kv_dump(int argc, char ** argv) {
     app.add_option("-n,--n-predict", n_predict, "also generate this many tokens and dump their rows");
     app.add_flag("--hidden", hidden, "also dump hidden states (embedding input + each chosen layer's output)");
     app.add_flag("--chat", chat, "wrap the prompt as a user turn with the model's chat template");
+    cli::PromptArgs pa;
+    std::string reasoning = "auto";
+    cli::add_prompt_flags(app, pa);
+    app.add_option("--rea,--reasoning", reasoning, "with --chat: on (slow: think), off (fast) or auto (the template's default)")
+        ->capture_default_str();
     app.add_option("-o,--out", out_dir, "output directory");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n_predict < 0) throw Error("-n must be >= 0");
@@ -38,8 +43,16 @@ static int cmd_kv_dump(int argc, char ** argv) {
     TapSpec spec;
     spec.layers = parse_layers(layers_spec, f.n_layer);
     spec.hidden = spec.hidden_embedding = hidden;
-    if (chat) text = model->apply_chat_template({{"user", text}}, true);
-    auto toks = model->tokenize(text, !chat, true);
+    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
+    const PromptMode mode = parse_prompt_mode(reasoning);
+    std::vector<Token> toks;
+    if (chat) {
+        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
+        toks = pf.tokens(*model, text, mode);
+    } else {
+        toks = model->tokenize(text, true, true);
+    }
+    if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
     if (toks.empty()) throw Error("the prompt tokenizes to nothing");
 
     Session s(model, a.session);

@@ -71,6 +71,8 @@ int cmd_prep(int argc, char ** argv) {
     cli::add_sampling_flags(app, a);
     add_window_flags(app, wk);
     cli::add_problem_set_flags(app, ps, "N training arithmetic problems (seeds without the held-out bit)");
+    cli::PromptArgs pa;
+    cli::add_prompt_flags(app, pa);
     app.add_option("--fast-cap", pp.fast_cap, "fast answer cap in tokens");
     app.add_option("--slow-cap", pp.slow_cap, "slow answer cap in tokens");
     app.add_flag("--switch-aware", pp.switch_aware, "also windows at line ends inside the slow trace, labelled by closing the think there");
@@ -80,6 +82,7 @@ int cmd_prep(int argc, char ** argv) {
     app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     pp.raw = !no_raw;
+    pp.verbose_prompt = pa.verbose_prompt;
     pp.max_cuts = max_cuts;
     if (pp.fast_cap <= 0 || pp.slow_cap <= 0) throw Error("caps must be positive");
     WindowConfig wc = window_from(wk);
@@ -87,11 +90,14 @@ int cmd_prep(int argc, char ** argv) {
 
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
-    PromptFormat fmt = prompt_format(*model, ps.prompt_format);
+    PromptFormat fmt = cli::make_thinking_format(*model, pa);
     json meta = {{"meta",
                   {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k},
                               {"weights", weights_fingerprint(a.model.path)}}},
-                   {"window", wc.describe()}, {"prompt_format", fmt.name}, {"fast_cap", pp.fast_cap},
+                   {"window", wc.describe()}, {"prompt_format", fmt.describe()},
+                   {"cache", {{"type_k", a.session.cache_type_k}, {"type_v", a.session.cache_type_v},
+                              {"flash_attn", a.session.flash_attn}}},
+                   {"fast_cap", pp.fast_cap},
                    {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"cut_every", pp.cut_every},
                    {"max_cuts", max_cuts}, {"raw", pp.raw}}}};
     // resume: check the settings, skip the ids already written
@@ -244,6 +250,12 @@ int cmd_train(int argc, char ** argv) {
     pm.model.n_head_kv = meta["model"]["n_head_kv"];
     pm.model.head_dim = meta["model"]["head_dim"];
     pm.window = WindowConfig::parse(meta["window"].get<std::string>());
+    if (meta.contains("cache") && meta["cache"].is_object()) {
+        pm.cache_type_k = meta["cache"].value("type_k", "");
+        pm.cache_type_v = meta["cache"].value("type_v", "");
+        pm.flash_attn = meta["cache"].value("flash_attn", "");
+    }
+    if (meta.contains("prompt_format") && meta["prompt_format"].is_string()) pm.prompt = meta["prompt_format"];
     pm.variant = variant == "raw" ? "raw" : "chat";
     pm.label_scheme = switch_aware ? "paper+switch" : "paper";
     pm.switch_aware = switch_aware;

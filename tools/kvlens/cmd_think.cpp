@@ -114,6 +114,8 @@ static int cmd_think(int argc, char ** argv) {
     app.add_option("-p,--prompt", prompt, "one question");
     app.add_option("-f,--file", file, "read the question from a file");
     cli::add_problem_set_flags(app, ps, "N held-out arithmetic problems (seeds with the held-out bit)");
+    cli::PromptArgs pa;
+    cli::add_prompt_flags(app, pa);
     app.add_flag("--train-split", train_split, "arith: training seeds instead of held-out ones");
     app.add_option("--policy", policy, "classifier | fast | slow");
     app.add_option("--tau", P.tau, "initial decision: fast if score < tau");
@@ -136,6 +138,7 @@ static int cmd_think(int argc, char ** argv) {
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     P.online = !no_online;
     P.confidence = !no_conf;
+    P.verbose_prompt = pa.verbose_prompt;
     if (policy == "classifier") P.policy = ThinkPolicyKind::Classifier;
     else if (policy == "fast") P.policy = ThinkPolicyKind::AlwaysFast;
     else if (policy == "slow") P.policy = ThinkPolicyKind::AlwaysSlow;
@@ -152,8 +155,10 @@ static int cmd_think(int argc, char ** argv) {
     if (!clf_path.empty()) {
         clf = KvClassifier::load(clf_path);
         clf.check_model(model->facts());
+        const std::string w = clf.cache_mismatch(a.session.cache_type_k, a.session.cache_type_v, a.session.flash_attn);
+        if (!w.empty()) std::fprintf(stderr, "kvlens: warning: %s\n", w.c_str());
     }
-    PromptFormat fmt = prompt_format(*model, ps.prompt_format);
+    PromptFormat fmt = cli::make_thinking_format(*model, pa);
     Session s(model, a.session);
     s.set_sampling(a.sampling);
     ThinkRunner tr(s, clf.empty() ? nullptr : &clf, fmt, P);
