@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kvlens {
 
@@ -14,6 +16,12 @@ struct RandomModelSpec {
     std::string weight_type = "f32";  // f32 | f16 | q8_0 (matrices; norms stay f32)
     uint64_t seed = 42;
     std::string name = "kvlens-random";
+    std::string chat_template;     // tokenizer.chat_template (e.g. a real template of the pinned tree); "" keeps the vocab's
+    int add_bos = -1;              // tokenizer.ggml.add_bos_token: 0/1, -1 keeps the vocab's
+    // Tokens appended to the vocabulary, as a real model's GGUF adds them to its base vocab (e.g. "<think>" on
+    // Qwen2's for Qwen3, "<｜Assistant｜>" for R1-Distill): text and llama.cpp token type (3 control, 4 user-defined).
+    std::vector<std::pair<std::string, int>> add_tokens;
+    std::string bos_token;         // make this token (text) the BOS; "" keeps the vocab's
 };
 
 // Shapes of the real models, for benchmarks (weights random): "qwen3-0.6b", "qwen3-8b", "llama-3.1-8b",

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "kvlens/random_model.h"
 
 #include <sys/stat.h>
@@ -94,7 +95,7 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
         gguf_free(vocab);
         throw Error("no tokenizer in " + s.vocab_gguf);
     }
-    const int64_t n_vocab = gguf_get_arr_n(vocab, tk);
+    int64_t n_vocab = gguf_get_arr_n(vocab, tk);
 
     gguf_context * g = gguf_init_empty();
     // tokenizer: every tokenizer.* key of the vocab file; its architecture keys are dropped
@@ -103,7 +104,33 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
         std::string key = gguf_get_key(g, i);
         if (key.rfind("tokenizer.", 0) != 0) gguf_remove_key(g, key.c_str());
     }
+    if (!s.add_tokens.empty() || !s.bos_token.empty()) {
+        std::vector<std::string> toks;
+        for (int64_t i = 0; i < n_vocab; ++i) toks.push_back(gguf_get_arr_str(vocab, tk, i));
+        std::vector<int32_t> types(n_vocab, 1);
+        const int64_t tt = gguf_find_key(vocab, "tokenizer.ggml.token_type");
+        if (tt >= 0 && gguf_get_arr_n(vocab, tt) == (size_t) n_vocab && gguf_get_arr_type(vocab, tt) == GGUF_TYPE_INT32)
+            std::memcpy(types.data(), gguf_get_arr_data(vocab, tt), n_vocab * sizeof(int32_t));
+        for (auto & [text, type] : s.add_tokens) {
+            if (std::find(toks.begin(), toks.end(), text) != toks.end()) continue;
+            toks.push_back(text);
+            types.push_back(type);
+        }
+        std::vector<const char *> ptrs;
+        for (auto & t : toks) ptrs.push_back(t.c_str());
+        gguf_set_arr_str(g, "tokenizer.ggml.tokens", ptrs.data(), ptrs.size());
+        gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types.data(), types.size());
+        gguf_remove_key(g, "tokenizer.ggml.scores");
+        n_vocab = (int64_t) toks.size();
+        if (!s.bos_token.empty()) {
+            auto it = std::find(toks.begin(), toks.end(), s.bos_token);
+            if (it == toks.end()) throw Error("bos_token '" + s.bos_token + "' is not in the vocabulary");
+            gguf_set_val_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t) (it - toks.begin()));
+        }
+    }
     gguf_free(vocab);
+    if (!s.chat_template.empty()) gguf_set_val_str(g, "tokenizer.chat_template", s.chat_template.c_str());
+    if (s.add_bos >= 0) gguf_set_val_bool(g, "tokenizer.ggml.add_bos_token", s.add_bos != 0);
     const std::string a = s.arch;
     gguf_set_val_str(g, "general.architecture", a.c_str());
     gguf_set_val_str(g, "general.name", s.name.c_str());

@@ -31,7 +31,7 @@ struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// llama.cpp spells some short flags with several letters after one dash (-ngl, -fa, -ctk, -ctv).
+// llama.cpp spells some short flags with several letters after one dash (-ngl, -fa, -ctk, -ctv, -rea).
 // CLI11 wants those as long options: rewrite them in place before parsing.
 std::vector<std::string> normalize_llama_flags(int argc, char ** argv);
 
