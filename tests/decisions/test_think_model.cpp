@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <map>
 
 #include "kvlens/error.h"
@@ -26,6 +27,16 @@ std::string random_model(const std::string &, const std::string & arch) {
     s.vocab_gguf = test::llama_dir() + "/models/ggml-vocab-qwen2.gguf";
     s.n_ctx = 512;
     s.seed = arch == "qwen3" ? 1 : 2;
+    // qwen2 stands in for R1-Distill-Qwen: the tokens its GGUF adds to Qwen2's vocabulary (else "<｜Assistant｜>"
+    // is text whose last byte merges with the "<" of "<think>", and the prompt would not split at the opener)
+    if (arch == "qwen3") {  // a Qwen3: its real template and the think tokens its GGUF adds to Qwen2's vocabulary
+        std::ifstream in(test::llama_dir() + "/models/templates/Qwen-Qwen3-0.6B.jinja");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        s.chat_template = ss.str();
+        s.add_tokens = {{"<think>", 4}, {"</think>", 4}};
+    }
+    if (arch == "qwen2") s.add_tokens = {{"<｜User｜>", 4}, {"<｜Assistant｜>", 4}, {"<think>", 4}, {"</think>", 4}};
     std::string p = dir.path + "/" + arch + ".gguf";
     write_random_model(s, p);
     return made[arch] = p;

@@ -253,7 +253,7 @@ TEST(CoeCli, ChatModesOnRandomQwen3) {
     const char * modes[3] = {"none", "slow", "fast"};
     for (int i = 0; i < 3; ++i) {
         const std::string out = d.path + "/r-" + modes[i] + ".jsonl";
-        auto o = run_cli("coe -m " + m + " --chat-template chatml --data " + d.path + "/a.jsonl --format arith -o " + out +
+        auto o = run_cli("coe -m " + m + " --prompt-format qwen3 --data " + d.path + "/a.jsonl --format arith -o " + out +
                         " -n 6 -t 1 --mode " + modes[i]);
         ASSERT_EQ(o.rc, 0) << o.out;
         auto recs = read_jsonl(out);
@@ -262,12 +262,12 @@ TEST(CoeCli, ChatModesOnRandomQwen3) {
         EXPECT_EQ(recs[0]["mode"], modes[i]);
         prompt_tokens[i] = recs[0]["prompt_tokens"].get<int>();
     }
-    // slow appends "<think>\n", fast "<think>\n</think>\n\n" after the assistant opener
+    // slow appends "<think>\n", fast "<think>\n\n</think>\n\n" (Qwen3's) after the assistant opener
     EXPECT_GT(prompt_tokens[1], prompt_tokens[0]);
     EXPECT_GT(prompt_tokens[2], prompt_tokens[1]);
     auto o = run_cli("coe -m " + m + " --chat-template chatml --data " + d.path + "/a.jsonl --format arith -o " + d.path +
                     "/x.jsonl --mode medium");
-    expect_one_clear_error(o, "unknown --mode 'medium'");
+    expect_one_clear_error(o, "unknown mode 'medium'");
 }
 
 // The memory `kvlens bench coe` computes from shapes is what KvCoeConsumer holds: after T decoded tokens,
