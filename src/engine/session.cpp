@@ -7,8 +7,10 @@
 #include <thread>
 
 #include "ggml.h"
+#include "kvlens/engine.h"
 #include "kvlens/error.h"
 #include "llama.h"
+#include "context.h"
 #include "tap_callback.h"
 
 namespace kvlens {
@@ -95,17 +97,6 @@ struct Session::Impl {
 
 };
 
-namespace {
-ggml_type parse_cache_type(const std::string & s) {
-    static const std::pair<const char *, ggml_type> types[] = {
-        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16}, {"q8_0", GGML_TYPE_Q8_0},
-        {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1}, {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
-        {"iq4_nl", GGML_TYPE_IQ4_NL}};
-    for (auto & [n, t] : types) if (s == n) return t;
-    throw Error("unknown cache type '" + s + "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
-}
-}  // namespace
-
 Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_(std::move(model)), impl_(new Impl) {
     const ModelFacts & f = model_->facts();
     impl_->facts = &f;
@@ -118,30 +109,11 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams & p) : model_
     impl_->last_layer = f.n_layer - 1;
     impl_->filter.build(tap_, f.n_layer);
 
-    llama_context_params cp = llama_context_default_params();
-    int n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min(f.n_ctx_train > 0 ? f.n_ctx_train : 4096, 4096);
-    if (p.n_ctx < 0) throw Error("context size must be positive (-c)");
-    if (p.n_batch <= 0 || p.n_ubatch <= 0) throw Error("batch sizes must be positive (-b, -ub)");
-    cp.n_ctx = n_ctx;
+    int n_ctx = 0;
+    llama_context_params cp = engine::context_params(f, p, n_ctx);
     n_ctx_ = n_ctx;  // llama.cpp may round its cache up; the user's -c is the limit
-    cp.n_batch = std::min(p.n_batch, n_ctx);
-    cp.n_ubatch = std::min(p.n_ubatch, (int) cp.n_batch);
-    int nt = p.n_threads > 0 ? p.n_threads : (int) std::max(1u, std::thread::hardware_concurrency());
-    cp.n_threads = cp.n_threads_batch = nt;
-    if (p.flash_attn == "on") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-    else if (p.flash_attn == "off") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    else if (p.flash_attn == "auto") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
-    else throw Error("unknown flash-attention mode '" + p.flash_attn + "' (on, off, auto)");
-    cp.type_k = parse_cache_type(p.cache_type_k);
-    cp.type_v = parse_cache_type(p.cache_type_v);
-    if (ggml_is_quantized(cp.type_v) && cp.flash_attn_type == LLAMA_FLASH_ATTN_TYPE_DISABLED)
-        throw Error("a quantized V cache (-ctv " + p.cache_type_v + ") needs flash attention (-fa on)");
-    for (ggml_type t : {cp.type_k, cp.type_v})
-        if (ggml_is_quantized(t) && f.head_dim_k % ggml_blck_size(t) != 0)
-            throw Error("cache type block size does not divide the head width " + std::to_string(f.head_dim_k));
     cp.cb_eval = &engine::tap_eval_callback<Impl>;
     cp.cb_eval_user_data = impl_.get();
-    cp.no_perf = true;
     ctx_ = llama_init_from_model(model_->raw(), cp);
     if (!ctx_) throw Error("llama.cpp could not create a context of " + std::to_string(n_ctx) + " tokens");
 }
@@ -180,18 +152,24 @@ void Session::unsubscribe(TapConsumer * c) {
 }
 
 void Session::set_sampling(const SamplingParams & sp) {
+    llama_sampler * smpl = make_sampler(sp);
+    if (sampler_) llama_sampler_free(sampler_);
+    sampler_ = smpl;
+}
+
+llama_sampler * make_sampler(const SamplingParams & sp) {
     if (sp.top_k < 0) throw Error("--top-k must be >= 0");
     if (sp.top_p <= 0 || sp.top_p > 1) throw Error("--top-p must be in (0, 1]");
-    if (sampler_) llama_sampler_free(sampler_);
-    sampler_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler * smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
     if (sp.temp <= 0) {
-        llama_sampler_chain_add(sampler_, llama_sampler_init_greedy());
+        llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
     } else {
-        if (sp.top_k > 0) llama_sampler_chain_add(sampler_, llama_sampler_init_top_k(sp.top_k));
-        llama_sampler_chain_add(sampler_, llama_sampler_init_top_p(sp.top_p, 1));
-        llama_sampler_chain_add(sampler_, llama_sampler_init_temp(sp.temp));
-        llama_sampler_chain_add(sampler_, llama_sampler_init_dist(sp.seed));
+        if (sp.top_k > 0) llama_sampler_chain_add(smpl, llama_sampler_init_top_k(sp.top_k));
+        llama_sampler_chain_add(smpl, llama_sampler_init_top_p(sp.top_p, 1));
+        llama_sampler_chain_add(smpl, llama_sampler_init_temp(sp.temp));
+        llama_sampler_chain_add(smpl, llama_sampler_init_dist(sp.seed));
     }
+    return smpl;
 }
 
 int Session::n_ctx() const { return std::min(n_ctx_, (int) llama_n_ctx(ctx_)); }

@@ -1,0 +1,329 @@
+// Engine: N sequences on one context, continuous batching, the tap demultiplexed per sequence (kvlens/engine.h).
+#include "kvlens/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "context.h"
+#include "ggml.h"
+#include "kvlens/error.h"
+#include "llama.h"
+#include "tap_callback.h"
+
+namespace kvlens {
+
+using engine::TapKind;
+
+// During a decode the callback keeps, per layer and kind, the rows of the latest matching node (as BatchRunner);
+// after llama_decode returns they are handed out per batch row to the owning sequence's consumers.
+struct Engine::Impl {
+    engine::TapFilter filter;
+    int row = 0, n_embd = 0;
+    bool active = false;
+    std::vector<std::vector<float>> k, v, h;
+    std::vector<int> nk, nv, nh;
+    std::vector<float> e;  // embedding-layer input rows
+    int ne = 0;
+    std::vector<uint8_t> scratch;
+    std::vector<float> buf;
+
+    struct Slot {
+        SeqJob * job = nullptr;
+        llama_sampler * smpl = nullptr;
+        std::vector<Token> pending;
+        size_t off = 0;     // pending tokens already evaluated
+        int n_past = 0;
+        int out = -1;       // batch index of this slot's logits in the last decode
+        bool last = false;  // finish once the pending tokens are evaluated
+    };
+    std::vector<Slot> slots;
+    llama_batch batch{};
+    std::vector<int> tok_slot, tok_pos;
+
+    void clear_rows() {
+        std::fill(nk.begin(), nk.end(), 0);
+        std::fill(nv.begin(), nv.end(), 0);
+        std::fill(nh.begin(), nh.end(), 0);
+        ne = 0;
+    }
+    void on_tensor(const ggml_tensor * t, TapKind kind, int layer) {
+        const ggml_tensor * d = engine::data_tensor(t, kind);
+        if (!d) return;
+        const int width = (kind == TapKind::K || kind == TapKind::V) ? row : n_embd;
+        const int n = engine::read_rows_f32(d, width, scratch, buf);
+        if (n == 0) return;
+        if (kind == TapKind::EmbdInput) {
+            e.assign(buf.begin(), buf.begin() + (size_t) n * width);
+            ne = n;
+            return;
+        }
+        auto & dst = kind == TapKind::K ? k[layer] : kind == TapKind::V ? v[layer] : h[layer];
+        auto & cnt = kind == TapKind::K ? nk[layer] : kind == TapKind::V ? nv[layer] : nh[layer];
+        dst.assign(buf.begin(), buf.begin() + (size_t) n * width);  // the latest node of this name wins
+        cnt = n;
+    }
+};
+
+Engine::Engine(std::shared_ptr<Model> model, const EngineParams & p) : model_(std::move(model)), impl_(new Impl) {
+    const ModelFacts & f = model_->facts();
+    if (p.n_parallel < 1) throw Error("-np must be >= 1 (sequences decoded together)");
+    if (p.n_parallel > 256) throw Error("-np must be at most 256");
+    n_par_ = p.n_parallel;
+    llama_context_params cp = engine::context_params(f, p.session, n_ctx_);
+    n_ctx_seq_ = n_ctx_ / n_par_;
+    if (n_ctx_seq_ < 2)
+        throw Error("a context of " + std::to_string(n_ctx_) + " tokens (-c) cannot hold " + std::to_string(n_par_) +
+                    " sequences (-np): raise -c or lower -np");
+    n_batch_ = (int) cp.n_batch;
+    cp.n_ubatch = cp.n_batch;  // one decode = one ubatch: batch row r is tapped row r
+    cp.n_seq_max = n_par_;
+    cp.kv_unified = true;
+    impl_->row = f.kv_row();
+    impl_->n_embd = f.n_embd;
+    impl_->k.resize(f.n_layer);
+    impl_->v.resize(f.n_layer);
+    impl_->h.resize(f.n_layer);
+    impl_->nk.assign(f.n_layer, 0);
+    impl_->nv.assign(f.n_layer, 0);
+    impl_->nh.assign(f.n_layer, 0);
+    impl_->filter.build(tap_, f.n_layer);
+    impl_->slots.resize(n_par_);
+    cp.cb_eval = &engine::tap_eval_callback<Impl>;
+    cp.cb_eval_user_data = impl_.get();
+    ctx_ = llama_init_from_model(model_->raw(), cp);
+    if (!ctx_) throw Error("llama.cpp could not create a context of " + std::to_string(n_ctx_) + " tokens");
+    impl_->batch = llama_batch_init(n_batch_, 0, 1);
+}
+
+Engine::~Engine() {
+    for (auto & s : impl_->slots)
+        if (s.smpl) llama_sampler_free(s.smpl);
+    llama_batch_free(impl_->batch);
+    if (ctx_) llama_free(ctx_);
+}
+
+void Engine::set_tap(const TapSpec & spec) {
+    const ModelFacts & f = model_->facts();
+    std::vector<int> seen;
+    for (int l : spec.layers) {
+        if (l < 0 || l >= f.n_layer)
+            throw Error("layer " + std::to_string(l) + " out of range: the model has layers 0.." + std::to_string(f.n_layer - 1));
+        if (std::find(seen.begin(), seen.end(), l) != seen.end()) throw Error("layer " + std::to_string(l) + " is listed twice");
+        seen.push_back(l);
+    }
+    if (spec.kv && !spec.layers.empty() && f.head_dim_k != f.head_dim_v)
+        throw Error("K and V head widths differ: not supported by the KV tap");
+    tap_ = spec;
+    std::sort(tap_.layers.begin(), tap_.layers.end());
+    impl_->filter.build(tap_, f.n_layer);
+}
+
+std::vector<uint8_t> Engine::state_data(int seq) const {
+    if (seq < 0 || seq >= n_par_) throw Error("no sequence " + std::to_string(seq));
+    size_t n = llama_state_seq_get_size(ctx_, seq);
+    std::vector<uint8_t> out(n);
+    out.resize(llama_state_seq_get_data(ctx_, out.data(), n, seq));
+    return out;
+}
+
+EngineStats Engine::run(const std::vector<SeqJob *> & jobs) {
+    size_t i = 0;
+    return run([&]() -> SeqJob * { return i < jobs.size() ? jobs[i++] : nullptr; });
+}
+
+EngineStats Engine::run(const std::function<SeqJob *()> & next) {
+    using Slot = Impl::Slot;
+    Impl & im = *impl_;
+    EngineStats st;
+    const auto t0 = std::chrono::steady_clock::now();
+    const ModelFacts & f = model_->facts();
+    const int n_vocab = f.n_vocab, n_layer = f.n_layer;
+    llama_memory_t mem = llama_get_memory(ctx_);
+    auto check_ids = [&](const std::vector<Token> & t) {
+        for (Token x : t)
+            if (x < 0 || x >= n_vocab) throw Error("token id " + std::to_string(x) + " outside the vocabulary");
+    };
+    auto finish = [&](int s, bool context) {
+        Slot & sl = im.slots[s];
+        SeqJob * j = sl.job;
+        sl.job = nullptr;
+        j->on_finish(context);
+        llama_memory_seq_rm(mem, s, -1, -1);
+        llama_sampler_free(sl.smpl);
+        sl.smpl = nullptr;
+        sl.pending.clear();
+    };
+    // On any error every live sequence is dropped, so the engine stays usable.
+    auto drop_all = [&]() {
+        im.active = false;
+        for (int s = 0; s < n_par_; ++s) {
+            Slot & sl = im.slots[s];
+            if (!sl.job) continue;
+            sl.job = nullptr;
+            llama_memory_seq_rm(mem, s, -1, -1);
+            llama_sampler_free(sl.smpl);
+            sl.smpl = nullptr;
+            sl.pending.clear();
+        }
+    };
+    bool exhausted = false;
+    try {
+        while (true) {
+            for (int s = 0; s < n_par_ && !exhausted; ++s) {
+                Slot & sl = im.slots[s];
+                if (sl.job) continue;
+                SeqJob * j = next();
+                if (!j) {
+                    exhausted = true;
+                    break;
+                }
+                sl.job = j;
+                j->on_join(s);
+                sl.pending = j->prompt();
+                if (sl.pending.empty()) throw Error("empty prompt");
+                check_ids(sl.pending);
+                if ((int) sl.pending.size() >= n_ctx_seq_)
+                    throw Error("a prompt of " + std::to_string(sl.pending.size()) + " tokens leaves no room in a sequence's " +
+                                std::to_string(n_ctx_seq_) + " tokens (-c " + std::to_string(n_ctx_) + " / -np " +
+                                std::to_string(n_par_) + ")");
+                sl.off = 0;
+                sl.n_past = 0;
+                sl.out = -1;
+                sl.last = false;
+                sl.smpl = make_sampler(j->sampling);
+                st.n_prompt_tokens += (long) sl.pending.size();
+            }
+            int n_active = 0;
+            for (auto & sl : im.slots) n_active += sl.job != nullptr;
+            if (n_active == 0) break;
+            st.max_active = std::max(st.max_active, n_active);
+
+            // the batch: decoding sequences first (one token each), then prompt / control chunks
+            llama_batch & b = im.batch;
+            b.n_tokens = 0;
+            im.tok_slot.clear();
+            im.tok_pos.clear();
+            for (int pass = 0; pass < 2; ++pass)
+                for (int s = 0; s < n_par_; ++s) {
+                    Slot & sl = im.slots[s];
+                    if (!sl.job) continue;
+                    const int left = (int) (sl.pending.size() - sl.off);
+                    if (left <= 0 || (pass == 0) != (left == 1 && sl.n_past > 0)) continue;
+                    const int take = std::min(left, n_batch_ - b.n_tokens);
+                    for (int i = 0; i < take; ++i) {
+                        const int j = b.n_tokens++;
+                        b.token[j] = sl.pending[sl.off + i];
+                        b.pos[j] = sl.n_past + i;
+                        b.n_seq_id[j] = 1;
+                        b.seq_id[j][0] = s;
+                        b.logits[j] = sl.off + i + 1 == sl.pending.size();
+                        im.tok_slot.push_back(s);
+                        im.tok_pos.push_back(sl.n_past + i);
+                    }
+                    sl.off += take;
+                    sl.n_past += take;
+                    sl.out = sl.off == sl.pending.size() ? b.n_tokens - 1 : -1;
+                    if (b.n_tokens == n_batch_) break;
+                }
+            // slots not in this batch have nothing to sample
+            std::vector<char> in_batch(n_par_, 0);
+            for (int s : im.tok_slot) in_batch[s] = 1;
+            for (int s = 0; s < n_par_; ++s)
+                if (!in_batch[s]) im.slots[s].out = -1;
+
+            im.clear_rows();
+            im.active = true;
+            const int rc = llama_decode(ctx_, b);
+            im.active = false;
+            if (rc != 0) throw Error("llama_decode failed (code " + std::to_string(rc) + ")");
+            const int nt = b.n_tokens;
+            st.n_decodes++;
+            st.n_tokens += nt;
+
+            // demultiplex the tapped rows: batch row r belongs to (tok_slot[r], tok_pos[r])
+            auto each = [&](int r, auto && fn) {
+                for (TapConsumer * c : im.slots[im.tok_slot[r]].job->consumers) fn(c);
+            };
+            if (tap_.hidden_embedding && im.ne == nt)
+                for (int r = 0; r < nt; ++r)
+                    each(r, [&](TapConsumer * c) { c->on_hidden(kEmbeddingLayer, im.tok_pos[r], im.e.data() + (size_t) r * im.n_embd, im.n_embd); });
+            std::vector<int> outs;
+            for (int r = 0; r < nt; ++r)
+                if (b.logits[r]) outs.push_back(r);
+            for (int l : tap_.layers) {
+                if (tap_.kv) {
+                    if (im.nk[l] != nt || im.nv[l] != nt)
+                        throw Error("tap: layer " + std::to_string(l) + " gave " + std::to_string(im.nk[l]) + "/" +
+                                    std::to_string(im.nv[l]) + " K/V rows for " + std::to_string(nt) + " tokens");
+                    for (int r = 0; r < nt; ++r)
+                        each(r, [&](TapConsumer * c) {
+                            c->on_kv(l, im.tok_pos[r], im.k[l].data() + (size_t) r * im.row, im.v[l].data() + (size_t) r * im.row, im.row);
+                        });
+                }
+                if (!tap_.hidden) continue;
+                if (im.nh[l] == nt) {
+                    for (int r = 0; r < nt; ++r)
+                        each(r, [&](TapConsumer * c) { c->on_hidden(l, im.tok_pos[r], im.h[l].data() + (size_t) r * im.n_embd, im.n_embd); });
+                } else if (l == n_layer - 1 && im.nh[l] == (int) outs.size()) {  // pruned to the output rows
+                    for (size_t o = 0; o < outs.size(); ++o)
+                        each(outs[o], [&](TapConsumer * c) {
+                            c->on_hidden(l, im.tok_pos[outs[o]], im.h[l].data() + o * im.n_embd, im.n_embd);
+                        });
+                } else {
+                    throw Error("tap: layer " + std::to_string(l) + " gave " + std::to_string(im.nh[l]) + " hidden rows for " +
+                                std::to_string(nt) + " tokens");
+                }
+            }
+
+            // sample every sequence whose pending tokens are all evaluated, and ask its job what comes next
+            for (int s = 0; s < n_par_; ++s) {
+                Slot & sl = im.slots[s];
+                if (!sl.job || sl.out < 0) continue;
+                const int idx = sl.out;
+                sl.out = -1;
+                if (sl.last) {
+                    finish(s, false);
+                    continue;
+                }
+                const Token t = llama_sampler_sample(sl.smpl, ctx_, idx);
+                ++st.n_sampled;
+                TokenEvent ev;
+                ev.id = t;
+                ev.piece = model_->piece(t, true);
+                ev.pos = sl.n_past;
+                ev.logits = llama_get_logits_ith(ctx_, idx);
+                ev.n_vocab = n_vocab;
+                const SoftmaxStats ss = softmax_stats(ev.logits, n_vocab, t);
+                ev.logprob = ss.logprob_of;
+                ev.maxprob = ss.maxprob;
+                ev.entropy = ss.entropy_bits;
+                SeqStep step = sl.job->on_token(ev);
+                if (step.stop) {
+                    finish(s, false);
+                    continue;
+                }
+                if (step.rewind_to >= 0) {
+                    if (step.rewind_to > sl.n_past) throw Error("cannot rewind to position " + std::to_string(step.rewind_to));
+                    llama_memory_seq_rm(mem, s, step.rewind_to, -1);
+                    sl.n_past = step.rewind_to;
+                    for (TapConsumer * c : sl.job->consumers) c->on_rewind(step.rewind_to);
+                }
+                sl.pending.clear();
+                sl.off = 0;
+                if (step.keep_sampled) sl.pending.push_back(t);
+                check_ids(step.append);
+                sl.pending.insert(sl.pending.end(), step.append.begin(), step.append.end());
+                if (sl.pending.empty()) throw Error("a job went on with nothing to evaluate");
+                sl.last = step.last;
+                if (sl.n_past + (int) sl.pending.size() > n_ctx_seq_) finish(s, true);
+            }
+        }
+    } catch (...) {
+        drop_all();
+        throw;
+    }
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return st;
+}
+
+}  // namespace kvlens
