@@ -9,6 +9,7 @@
 // token, the end-of-generation token included (it was drawn from a distribution too); the KV/hidden chains see
 // the evaluated tokens, i.e. all but a final end-of-generation token. Definitions: docs/COE.md.
 #pragma once
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "kvlens/coe.h"
+#include "kvlens/engine.h"
 #include "kvlens/session.h"
 #include "kvlens/uncertainty.h"
 
@@ -64,6 +66,32 @@ private:
     CoeRunOptions opt_;
     std::unique_ptr<KvCoeConsumer> coe_;
     UncertaintyAccumulator unc_;
+};
+
+// The same sample as one sequence of the batched engine (kvlens/engine.h): CoeSample equal to CoeRunner::run's on
+// that prompt (timings aside: prefill/decode seconds are wall times of the batched run, CPU times are 0).
+// Engine::set_tap(coe_tap_spec(...)) must cover the chains' layers.
+TapSpec coe_tap_spec(const CoeRunOptions & options, int n_layer);
+class CoeJob : public SeqJob {
+public:
+    // n_ctx_seq: Engine::n_ctx_seq() (the cap is min(max_tokens, n_ctx_seq - prompt)).
+    CoeJob(const Model & model, const CoeRunOptions & options, std::vector<Token> prompt, int n_ctx_seq);
+    std::vector<Token> prompt() override { return prompt_; }
+    void on_join(int seq) override;
+    SeqStep on_token(const TokenEvent & ev) override;
+    void on_finish(bool context) override;
+    bool finished() const { return finished_; }
+    const CoeSample & sample() const { return r_; }
+
+private:
+    const Model & m_;
+    CoeRunOptions opt_;
+    std::vector<Token> prompt_;
+    std::unique_ptr<KvCoeConsumer> coe_;
+    UncertaintyAccumulator unc_;
+    CoeSample r_;
+    bool finished_ = false;
+    std::chrono::steady_clock::time_point t_join_, t_first_;
 };
 
 // ---- result records (`kvlens coe -o R.jsonl`, read by `kvlens eval coe`) ------------------------------------

@@ -9,25 +9,99 @@
 
 namespace kvlens {
 
+namespace {
+std::vector<int> chain_layers(const CoeRunOptions & o, int n_layer) {
+    std::vector<int> l = o.layers;
+    if (l.empty())
+        for (int i = 0; i < n_layer; ++i) l.push_back(i);
+    return l;
+}
+std::unique_ptr<KvCoeConsumer> make_consumer(const CoeRunOptions & o) {
+    KvCoeOptions co;
+    co.layers = o.layers;
+    co.kv_part = o.kv_part;
+    co.l2_normalize = o.l2_normalize;
+    co.hidden_layers = o.layers;
+    co.hidden_embedding = o.hidden_embedding;
+    return std::make_unique<KvCoeConsumer>(co);
+}
+}  // namespace
+
+TapSpec coe_tap_spec(const CoeRunOptions & o, int n_layer) {
+    TapSpec spec;
+    if (!o.chains) return spec;
+    spec.layers = chain_layers(o, n_layer);
+    spec.kv = true;
+    spec.hidden = true;
+    spec.hidden_embedding = o.hidden_embedding;
+    return spec;
+}
+
 CoeRunner::CoeRunner(Session & session, CoeRunOptions options) : s_(session), opt_(std::move(options)) {
     if (opt_.max_tokens < 1) throw Error("CoeRunner: max_tokens must be >= 1");
     if (!opt_.chains) return;
-    if (opt_.layers.empty())
-        for (int l = 0; l < s_.model().facts().n_layer; ++l) opt_.layers.push_back(l);
-    TapSpec spec;
-    spec.layers = opt_.layers;
-    spec.kv = true;
-    spec.hidden = true;
-    spec.hidden_embedding = opt_.hidden_embedding;
-    s_.set_tap(spec);  // validates the layers against the model
-    KvCoeOptions co;
-    co.layers = opt_.layers;
-    co.kv_part = opt_.kv_part;
-    co.l2_normalize = opt_.l2_normalize;
-    co.hidden_layers = opt_.layers;
-    co.hidden_embedding = opt_.hidden_embedding;
-    coe_ = std::make_unique<KvCoeConsumer>(co);
+    opt_.layers = chain_layers(opt_, s_.model().facts().n_layer);
+    s_.set_tap(coe_tap_spec(opt_, s_.model().facts().n_layer));  // validates the layers against the model
+    coe_ = make_consumer(opt_);
     s_.subscribe(coe_.get());
+}
+
+CoeJob::CoeJob(const Model & model, const CoeRunOptions & options, std::vector<Token> prompt, int n_ctx_seq)
+    : m_(model), opt_(options), prompt_(std::move(prompt)) {
+    if (opt_.max_tokens < 1) throw Error("CoeJob: max_tokens must be >= 1");
+    if (prompt_.empty()) throw Error("empty prompt");
+    if ((int) prompt_.size() >= n_ctx_seq)
+        throw Error("the prompt has " + std::to_string(prompt_.size()) + " tokens, no room left in the context (" +
+                    std::to_string(n_ctx_seq) + " per sequence)");
+    r_.n_prompt = (int) prompt_.size();
+    r_.cap = std::min(opt_.max_tokens, n_ctx_seq - r_.n_prompt);
+    if (opt_.chains) {
+        opt_.layers = chain_layers(opt_, model.facts().n_layer);
+        coe_ = make_consumer(opt_);
+        consumers = {coe_.get()};
+    }
+    sampling.temp = 0;
+}
+
+void CoeJob::on_join(int) {
+    if (coe_) coe_->reset(r_.n_prompt);
+    unc_.reset();
+    t_join_ = t_first_ = std::chrono::steady_clock::now();
+}
+
+SeqStep CoeJob::on_token(const TokenEvent & ev) {
+    if (r_.tokens.empty()) t_first_ = std::chrono::steady_clock::now();
+    unc_.add(ev.maxprob, ev.logprob, ev.entropy);
+    r_.tokens.push_back(ev.id);
+    const bool eog = m_.is_eog(ev.id);
+    if (!eog) r_.text += ev.piece;
+    if (eog && !opt_.ignore_eog) {
+        r_.hit_eog = true;
+        return SeqStep::done();
+    }
+    if ((int) r_.tokens.size() == r_.cap) {
+        r_.hit_cap = true;
+        return SeqStep::finish_after_eval();
+    }
+    return SeqStep::next();
+}
+
+void CoeJob::on_finish(bool context) {
+    finished_ = true;
+    if (context) r_.hit_cap = true;
+    using clk = std::chrono::steady_clock;
+    r_.prefill_seconds = std::chrono::duration<double>(t_first_ - t_join_).count();
+    r_.decode_seconds = std::chrono::duration<double>(clk::now() - t_first_).count();
+    r_.maxprob = unc_.maxprob();
+    r_.perplexity = unc_.perplexity();
+    r_.entropy = unc_.entropy();
+    if (coe_) {
+        r_.kv_token = coe_->token_axis();
+        r_.kv_layer = coe_->layer_axis();
+        r_.hidden = coe_->hidden();
+        r_.state_floats = coe_->state_floats();
+        r_.state_bytes = coe_->state_bytes();
+    }
 }
 
 CoeRunner::~CoeRunner() {
