@@ -90,9 +90,9 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
     gguf_context * vocab = gguf_init_from_file(s.vocab_gguf.c_str(), vp);
     if (!vocab) throw Error("cannot read vocabulary GGUF: " + s.vocab_gguf);
     int64_t tk = gguf_find_key(vocab, "tokenizer.ggml.tokens");
-    if (tk < 0) {
+    if (tk < 0 || gguf_get_kv_type(vocab, tk) != GGUF_TYPE_ARRAY || gguf_get_arr_type(vocab, tk) != GGUF_TYPE_STRING) {
         gguf_free(vocab);
-        throw Error("no tokenizer in " + s.vocab_gguf);
+        throw Error("no tokenizer (tokenizer.ggml.tokens, an array of strings) in " + s.vocab_gguf);
     }
     const int64_t n_vocab = gguf_get_arr_n(vocab, tk);
 
