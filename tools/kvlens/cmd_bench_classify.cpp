@@ -14,6 +14,7 @@
 #include "command.h"
 #include "kvlens/arith.h"
 #include "kvlens/embed.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/probe_eval.h"
 
@@ -159,6 +160,7 @@ int bench_classify(int argc, char ** argv) {
     cli::add_batch_flags(app, ep.batch, "longest text in tokens (longer ones are truncated)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     ep.pool = PoolConfig::from_knobs(preset, knobs);
+    if (!json_out.empty()) check_writable(json_out);
     auto srcs = split_list(sources);
     for (auto & s : srcs) parse_source(s);  // unknown source: error before any work
 
@@ -197,9 +199,8 @@ int bench_classify(int argc, char ** argv) {
         }
     }
     if (!json_out.empty()) {
-        std::ofstream f(json_out);
-        if (!f) throw Error("cannot write " + json_out);
-        f << nlohmann::ordered_json{{"model", a.model.path}, {"pooling", ep.pool.describe()}, {"results", j}}.dump(1) << "\n";
+        write_text_atomic(json_out,
+                          nlohmann::ordered_json{{"model", a.model.path}, {"pooling", ep.pool.describe()}, {"results", j}}.dump(1) + "\n");
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "args.h"
 #include "command.h"
 #include "kvlens/arith.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/hash.h"
 #include "kvlens/think.h"
@@ -82,6 +83,7 @@ int cmd_prep(int argc, char ** argv) {
     pp.raw = !no_raw;
     pp.max_cuts = max_cuts;
     if (pp.fast_cap <= 0 || pp.slow_cap <= 0) throw Error("caps must be positive");
+    check_writable(out);  // before loading anything
     WindowConfig wc = window_from(wk);
     auto items = cli::load_problem_set(ps, false);
 
@@ -127,6 +129,8 @@ int cmd_prep(int argc, char ** argv) {
     if (!o) throw Error("cannot write " + out);
     if (ends_cut) o << "\n";
     if (!have_meta) o << meta.dump() << "\n";
+    o.flush();
+    if (!o) throw Error("write failed: " + out);
 
     Session s(model, a.session);
     s.set_sampling(a.sampling);
@@ -152,6 +156,7 @@ int cmd_prep(int argc, char ** argv) {
         j["switch"] = sw;
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         o.flush();
+        if (!o) throw Error("write failed: " + out + " (disk full?)");
         ++n_new;
         const int lab = paper_label(r.fast.correct, (int) r.fast.tokens.size(), r.slow.correct, pp.fast_cap / 2);
         ++label_hist[lab];
@@ -195,6 +200,7 @@ int cmd_train(int argc, char ** argv) {
     app.add_option("-t,--threads", P.threads, "threads");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (variant != "chat" && variant != "raw" && variant != "both") throw Error("--variant: chat, raw or both");
+    check_writable(out);  // before reading and training, not after
 
     json meta;
     std::vector<Example> ex;

@@ -26,12 +26,17 @@ std::vector<double> parse_list(const std::string & s, const char * what) {
     std::stringstream ss(s);
     std::string x;
     while (std::getline(ss, x, ',')) {
+        size_t used = 0;
+        double d = NAN;
         try {
-            v.push_back(std::stod(x));
+            d = std::stod(x, &used);
         } catch (...) {
-            throw Error(std::string(what) + ": not a number list: '" + s + "'");
         }
+        if (used == 0 || used != x.size() || !std::isfinite(d))  // NaN-safe: "nan", "inf", "5x" are refused
+            throw Error(std::string(what) + ": not a list of finite numbers: '" + s + "'");
+        v.push_back(d);
     }
+    if (v.empty()) throw Error(std::string(what) + ": empty list");
     return v;
 }
 
