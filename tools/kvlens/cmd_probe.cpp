@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "command.h"
+#include "run_signature.h"
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
@@ -40,22 +41,6 @@ WindowConfig window_from(const std::map<std::string, std::string> & w) {
 
 json answer_json(const PrepAnswer & a) {
     return {{"n", a.tokens.size()}, {"correct", a.correct}, {"cap", a.hit_cap}, {"text", a.text}, {"tokens", a.tokens}};
-}
-
-// A cheap fingerprint of the weights (file size + FNV-1a of the file's last MiB, where tensor data lives), so a
-// resumed prep file made with a retrained model of the same shape is refused instead of silently mixed.
-std::string weights_fingerprint(const std::string & path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw Error("cannot read " + path);
-    const std::streamoff size = in.tellg();
-    const std::streamoff n = std::min<std::streamoff>(size, 1 << 20);
-    std::vector<char> buf((size_t) n);
-    in.seekg(size - n);
-    in.read(buf.data(), n);
-    char out[64];
-    std::snprintf(out, sizeof out, "%lld:%016llx", (long long) size,
-                  (unsigned long long) fnv1a(std::string_view(buf.data(), buf.size())));
-    return out;
 }
 
 int cmd_prep(int argc, char ** argv) {
@@ -92,7 +77,7 @@ int cmd_prep(int argc, char ** argv) {
     PromptFormat fmt = prompt_format(*model, ps.prompt_format);
     json meta = {{"meta",
                   {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k},
-                              {"weights", weights_fingerprint(a.model.path)}}},
+                              {"weights", cli::weights_fingerprint(a.model.path)}}},
                    {"window", wc.describe()}, {"prompt_format", fmt.name}, {"fast_cap", pp.fast_cap},
                    {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"cut_every", pp.cut_every},
                    {"max_cuts", max_cuts}, {"raw", pp.raw}}}};
