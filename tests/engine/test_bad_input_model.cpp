@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "ggml.h"
 #include "gguf.h"
@@ -335,6 +338,42 @@ TEST_F(BadInput, CoeRefusesEmptyDataAndMixedResumes) {
     std::string recs = slurp(dir.path + "/r.jsonl");
     EXPECT_EQ(std::count(recs.begin(), recs.end(), '\n'), 3) << recs;
     EXPECT_EQ(recs.rfind(before, 0), 0u);
+}
+
+// think -o resumes as coe does: a killed run (here: cut after two records and half a line) is finished by the rerun,
+// whose tables equal an uninterrupted run's; other settings are refused.
+TEST_F(BadInput, ThinkResumesItsRecordsAndRefusesOtherSettings) {
+    const std::string R = reasoner(), C = test::source_dir() + "/models/kvlens-reasoner.classifier.gguf";
+    KVLENS_REQUIRE_FILE(R);
+    KVLENS_REQUIRE_FILE(C);
+    for (const std::string mode : {"", " --table"}) {
+        const std::string out = dir.path + "/t" + std::to_string(mode.size()) + ".jsonl";
+        const std::string cmd = test::kvlens_bin() + " think -m " + R + " --classifier " + C + " --arith 5" + mode + " -o " + out;
+        std::string full, again;
+        ASSERT_EQ(test::run("{ " + cmd + " 2>/dev/null; }", &full), 0) << full;  // stdout only
+        const std::string recs = slurp(out);
+        ASSERT_EQ(std::count(recs.begin(), recs.end(), '\n'), 5) << recs;
+        size_t cut = 0;
+        for (int k = 0; k < 2; ++k) cut = recs.find('\n', cut) + 1;
+        write_file(out, recs.substr(0, cut) + recs.substr(cut, 40));  // two records and a torn third
+        ASSERT_EQ(test::run("{ " + cmd + " 2>/dev/null; }", &again), 0) << again;
+        EXPECT_EQ(again, full) << "the resumed run's tables differ";
+        // the same problems, once each, whole lines (timings differ)
+        auto ids = [](const std::string & text) {
+            std::vector<std::string> v;
+            std::stringstream ss(text);
+            std::string line;
+            while (std::getline(ss, line)) {
+                auto j = nlohmann::json::parse(line, nullptr, false);
+                v.push_back(j.is_discarded() ? "<torn>" : j.value("id", "<no id>"));
+            }
+            return v;
+        };
+        EXPECT_EQ(ids(slurp(out)), ids(recs)) << "records lost, duplicated or torn";
+        EXPECT_EQ(slurp(out).substr(0, cut), recs.substr(0, cut)) << "the finished records were not kept as they were";
+        expect_one_clear_error(kvlens("think -m " + R + " --classifier " + C + " --arith 5" + mode + " --tau 30 -o " + out),
+                               "other settings (params");
+    }
 }
 
 }  // namespace

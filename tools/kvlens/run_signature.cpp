@@ -1,5 +1,8 @@
 #include "run_signature.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -46,6 +49,40 @@ void RunSignature::check(const std::string & stored, const std::string & out_pat
                         "): resuming would mix two runs; use another -o, or the same settings");
     }
     throw Error(out_path + " was written with other settings: resuming would mix two runs; use another -o");
+}
+
+std::map<std::string, nlohmann::ordered_json> resume_records(const std::string & path, const RunSignature & sig) {
+    std::map<std::string, nlohmann::ordered_json> recs;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return recs;
+    std::string all((std::istreambuf_iterator<char>(in)), {});
+    in.close();
+    size_t pos = 0, good = 0;
+    int line = 0;
+    while (pos < all.size()) {
+        const size_t nl = all.find('\n', pos);
+        const bool complete = nl != std::string::npos;
+        const std::string text = all.substr(pos, (complete ? nl : all.size()) - pos);
+        ++line;
+        auto j = nlohmann::ordered_json::parse(text, nullptr, false);
+        if (j.is_discarded() && !complete) break;  // the torn tail of a killed run
+        if (!text.empty()) {
+            if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j["id"].is_string())
+                throw Error(path + ":" + std::to_string(line) + ": not a record of this command (use another -o)");
+            sig.check(j.contains("run") && j["run"].is_string() ? j["run"].get<std::string>() : "", path);
+            const std::string id = j["id"].get<std::string>();  // before the move (json's operator= takes a value)
+            recs[id] = std::move(j);
+        }
+        pos = complete ? nl + 1 : all.size();
+        good = pos;
+    }
+    if (good < all.size()) {
+        std::fprintf(stderr, "kvlens: %s: dropping a torn last line (%zu bytes)\n", path.c_str(), all.size() - good);
+        if (truncate(path.c_str(), (off_t) good) != 0) throw Error("cannot truncate " + path);
+    } else if (!all.empty() && all.back() != '\n') {
+        std::ofstream(path, std::ios::app | std::ios::binary) << "\n";  // a complete last record without its newline
+    }
+    return recs;
 }
 
 std::string weights_fingerprint(const std::string & path) {
