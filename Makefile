@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build demo test bench reasoner clean
+.PHONY: deps build demo test test-asan test-asan-run bench reasoner clean
 
 deps:
 	@bash scripts/deps.sh
@@ -18,6 +18,22 @@ demo: build
 test: build
 	@cd $(BUILD) && ctest -L unit --output-on-failure -j $(JOBS) && ctest -LE unit --output-on-failure -j $(JOBS)
 
+# kvlens's own code (library, CLI, kvlens-train, tests) under AddressSanitizer + UBSan + LeakSanitizer, in a second
+# build dir; llama.cpp stays uninstrumented (its libraries are reused from $(BUILD) via KVLENS_LLAMA_PREBUILT).
+# Any report fails the run (halt_on_error, abort_on_error).
+ASAN_BUILD ?= build-asan
+ASAN_CFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+test-asan: build
+	@$(MAKE) --no-print-directory test-asan-run
+
+test-asan-run:
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVLENS_LLAMA_PREBUILT=$(abspath $(BUILD)) \
+	  -DCMAKE_CXX_FLAGS="$(ASAN_CFLAGS)" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" $(CMAKE_FLAGS) >/dev/null
+	@$(ASAN_ENV) cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -L unit --output-on-failure -j $(JOBS) && $(ASAN_ENV) ctest -LE unit --output-on-failure -j $(JOBS)
+
 bench: build
 	@$(BUILD)/bin/kvlens bench tap
 
@@ -26,4 +42,4 @@ reasoner: build
 	@bash scripts/train-reasoner.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

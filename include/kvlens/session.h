@@ -51,6 +51,7 @@ struct GenerateResult {
     std::string text;
     bool hit_eog = false;    // stopped on an end-of-generation token (included in tokens)
     bool hit_cap = false;    // stopped at max_tokens
+    bool hit_ctx = false;    // stopped because the context is full (the last token is in tokens, not evaluated)
     double seconds = 0;
 };
 
@@ -81,7 +82,8 @@ public:
     void append_text(const std::string & text);
     // Sample the next token from the last logits with the sampler chain (does not eval it).
     Token sample();
-    // Generate up to max_tokens: sample, report, eval, until an end-of-generation token or the cap.
+    // Generate up to max_tokens: sample, report, eval, until an end-of-generation token, the cap or the end of the
+    // context (hit_ctx). Throws kvlens::Error when the logits are not finite (NaN weights).
     // stop_at_eog = false keeps going through end-of-generation tokens (benchmarks: always max_tokens).
     GenerateResult generate(int max_tokens, const TokenCallback & cb = nullptr, bool stop_at_eog = true);
     // Cut the sequence back to its first `pos` tokens (llama_memory_seq_rm) and tell the taps.

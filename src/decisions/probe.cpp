@@ -119,8 +119,11 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
     if (X.empty()) throw Error("probe train: no examples");
     if (X.size() != y.size()) throw Error("probe train: features and labels differ in count");
     if (!groups.empty() && groups.size() != X.size()) throw Error("probe train: groups and features differ in count");
-    if (P.hidden <= 0 || P.batch <= 0 || P.epochs <= 0 || P.lr <= 0) throw Error("probe train: hidden, batch, epochs, lr must be positive");
-    if (P.val_frac < 0 || P.val_frac >= 1) throw Error("probe train: validation fraction must be in [0, 1)");
+    // NaN-safe: every check is written so that NaN fails it (ggml-opt asserts on a negative or NaN decay)
+    if (P.hidden <= 0 || P.batch <= 0 || P.epochs <= 0 || !((float) P.lr > 0 && std::isfinite((float) P.lr)))
+        throw Error("probe train: hidden, batch, epochs, lr must be positive (and lr finite)");
+    if (!(P.val_frac >= 0 && P.val_frac < 1)) throw Error("probe train: validation fraction must be in [0, 1)");
+    if (!(P.weight_decay >= 0 && P.weight_decay <= 1)) throw Error("probe train: weight decay must be in [0, 1]");
     const int n_in = (int) X[0].size();
     for (auto & r : X)
         if ((int) r.size() != n_in) throw Error("probe train: feature rows differ in width");
@@ -227,6 +230,7 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
     double best = INFINITY;
     int since_best = 0;
     KvClassifier best_c = c;
+    int diverged = 0;  // the epoch whose loss was not finite (training cannot recover from NaN weights)
     for (int ep = 0; ep < P.epochs; ++ep) {
         std::shuffle(order.begin(), order.end(), rng);
         for (size_t i0 = 0; i0 < order.size(); i0 += B) {
@@ -245,6 +249,10 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
         const double tr = mse(c, sp.train);
         const double va = sp.val.empty() ? tr : mse(c, sp.val);
         if (P.on_epoch) P.on_epoch(ep + 1, tr, va);
+        if (!std::isfinite(tr) || !std::isfinite(va)) {
+            diverged = ep + 1;
+            break;
+        }
         if (va < best) {
             best = va;
             best_c = c;
@@ -261,6 +269,9 @@ KvClassifier KvClassifier::train(const std::vector<std::vector<float>> & X, cons
     ggml_backend_buffer_free(buf_w);
     ggml_free(ctx_w);
     ggml_backend_free(backend);
+    if (diverged)
+        throw Error("probe train: the loss is not finite at epoch " + std::to_string(diverged) +
+                    " (training diverged: lower --lr)");
     return best_c;
 }
 

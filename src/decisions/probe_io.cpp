@@ -4,6 +4,7 @@
 
 #include "ggml.h"
 #include "gguf.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/probe.h"
 
@@ -22,10 +23,20 @@ ggml_tensor * add_tensor(ggml_context * ctx, gguf_context * g, const char * name
     return t;
 }
 
-int64_t key(const gguf_context * g, const char * k, const std::string & path) {
+// A key's id, checked to exist and to hold `type` (gguf_get_val_* aborts on a type mismatch).
+int64_t key(const gguf_context * g, const char * k, const std::string & path, gguf_type type) {
     int64_t id = gguf_find_key(g, k);
     if (id < 0) throw Error(path + ": not a kvlens classifier (no " + std::string(k) + ")");
+    const gguf_type t = gguf_get_kv_type(g, id);
+    if (t != type)
+        throw Error(path + ": classifier key " + k + " holds a " + gguf_type_name(t) + ", expected a " + gguf_type_name(type));
     return id;
+}
+int32_t get_i32(const gguf_context * g, const char * k, const std::string & path) {
+    return gguf_get_val_i32(g, key(g, k, path, GGUF_TYPE_INT32));
+}
+std::string get_str(const gguf_context * g, const char * k, const std::string & path) {
+    return gguf_get_val_str(g, key(g, k, path, GGUF_TYPE_STRING));
 }
 
 std::vector<float> tensor(ggml_context * ctx, const char * name, size_t n, const std::string & path) {
@@ -74,10 +85,18 @@ void KvClassifier::save(const std::string & path) const {
     add_tensor(ctx, g, "probe.b1", b1_, h);
     add_tensor(ctx, g, "probe.w2", w2_, h);
     add_tensor(ctx, g, "probe.b2", std::vector<float>{b2_}, 1);
-    bool ok = gguf_write_to_file(g, path.c_str(), false);
+    // whole file or nothing (kvlens/atomic_file.h); gguf_write_to_file would not check the close
+    try {
+        write_file_atomic(path, [&](FILE * f) {
+            if (!gguf_write_to_file_ptr(g, f, false)) throw Error("cannot write classifier " + path);
+        });
+    } catch (...) {
+        gguf_free(g);
+        ggml_free(ctx);
+        throw;
+    }
     gguf_free(g);
     ggml_free(ctx);
-    if (!ok) throw Error("cannot write classifier " + path);
 }
 
 KvClassifier KvClassifier::load(const std::string & path) {
@@ -94,26 +113,25 @@ KvClassifier KvClassifier::load(const std::string & path) {
     if (!g) throw Error(path + ": unreadable GGUF");
     KvClassifier c;
     try {
-        int64_t a = key(g, "general.architecture", path);
-        if (gguf_get_kv_type(g, a) != GGUF_TYPE_STRING || std::string(gguf_get_val_str(g, a)) != kArch)
+        int64_t a = gguf_find_key(g, "general.architecture");
+        if (a < 0 || gguf_get_kv_type(g, a) != GGUF_TYPE_STRING || std::string(gguf_get_val_str(g, a)) != kArch)
             throw Error(path + ": not a kvlens classifier (architecture is not " + kArch + ")");
-        if (gguf_get_val_i32(g, key(g, "kvlens.probe.version", path)) != kVersion)
-            throw Error(path + ": unsupported classifier version");
+        if (get_i32(g, "kvlens.probe.version", path) != kVersion) throw Error(path + ": unsupported classifier version");
         ProbeMeta & m = c.meta_;
-        m.model.arch = gguf_get_val_str(g, key(g, "kvlens.probe.model.arch", path));
-        m.model.n_layer = gguf_get_val_i32(g, key(g, "kvlens.probe.model.n_layer", path));
-        m.model.n_head_kv = gguf_get_val_i32(g, key(g, "kvlens.probe.model.n_head_kv", path));
-        m.model.head_dim = gguf_get_val_i32(g, key(g, "kvlens.probe.model.head_dim", path));
-        m.window = WindowConfig::parse(gguf_get_val_str(g, key(g, "kvlens.probe.window", path)));
-        m.variant = gguf_get_val_str(g, key(g, "kvlens.probe.variant", path));
-        m.label_scheme = gguf_get_val_str(g, key(g, "kvlens.probe.label_scheme", path));
-        m.switch_aware = gguf_get_val_bool(g, key(g, "kvlens.probe.switch_aware", path));
-        m.short_cutoff = gguf_get_val_i32(g, key(g, "kvlens.probe.short_cutoff", path));
-        m.input_dim = gguf_get_val_i32(g, key(g, "kvlens.probe.input_dim", path));
-        m.hidden = gguf_get_val_i32(g, key(g, "kvlens.probe.hidden", path));
-        m.n_train = gguf_get_val_i32(g, key(g, "kvlens.probe.n_train", path));
-        m.n_val = gguf_get_val_i32(g, key(g, "kvlens.probe.n_val", path));
-        m.val_mse = gguf_get_val_f32(g, key(g, "kvlens.probe.val_mse", path));
+        m.model.arch = get_str(g, "kvlens.probe.model.arch", path);
+        m.model.n_layer = get_i32(g, "kvlens.probe.model.n_layer", path);
+        m.model.n_head_kv = get_i32(g, "kvlens.probe.model.n_head_kv", path);
+        m.model.head_dim = get_i32(g, "kvlens.probe.model.head_dim", path);
+        m.window = WindowConfig::parse(get_str(g, "kvlens.probe.window", path));
+        m.variant = get_str(g, "kvlens.probe.variant", path);
+        m.label_scheme = get_str(g, "kvlens.probe.label_scheme", path);
+        m.switch_aware = gguf_get_val_bool(g, key(g, "kvlens.probe.switch_aware", path, GGUF_TYPE_BOOL));
+        m.short_cutoff = get_i32(g, "kvlens.probe.short_cutoff", path);
+        m.input_dim = get_i32(g, "kvlens.probe.input_dim", path);
+        m.hidden = get_i32(g, "kvlens.probe.hidden", path);
+        m.n_train = get_i32(g, "kvlens.probe.n_train", path);
+        m.n_val = get_i32(g, "kvlens.probe.n_val", path);
+        m.val_mse = gguf_get_val_f32(g, key(g, "kvlens.probe.val_mse", path, GGUF_TYPE_FLOAT32));
         auto optional_str = [&](const char * k) {
             const int64_t id = gguf_find_key(g, k);
             if (id < 0) return std::string();

@@ -12,6 +12,7 @@
 
 #include "ggml.h"
 #include "gguf.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 
 namespace kvlens {
@@ -91,9 +92,9 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
     gguf_context * vocab = gguf_init_from_file(s.vocab_gguf.c_str(), vp);
     if (!vocab) throw Error("cannot read vocabulary GGUF: " + s.vocab_gguf);
     int64_t tk = gguf_find_key(vocab, "tokenizer.ggml.tokens");
-    if (tk < 0) {
+    if (tk < 0 || gguf_get_kv_type(vocab, tk) != GGUF_TYPE_ARRAY || gguf_get_arr_type(vocab, tk) != GGUF_TYPE_STRING) {
         gguf_free(vocab);
-        throw Error("no tokenizer in " + s.vocab_gguf);
+        throw Error("no tokenizer (tokenizer.ggml.tokens, an array of strings) in " + s.vocab_gguf);
     }
     int64_t n_vocab = gguf_get_arr_n(vocab, tk);
 
@@ -180,20 +181,49 @@ void write_random_model(const RandomModelSpec & s, const std::string & path) {
         w.add(b + "ffn_up.weight", wt, {s.n_embd, s.n_ff}, 0, wstd);
         w.add(b + "ffn_down.weight", wt, {s.n_ff, s.n_embd}, 0, 1.0f / std::sqrt((float) s.n_ff));
     }
-    bool ok = gguf_write_to_file(g, path.c_str(), false);
+    // whole file or nothing (kvlens/atomic_file.h): a full disk never leaves a torn model to be loaded later
+    try {
+        write_file_atomic(path, [&](FILE * f) {
+            if (!gguf_write_to_file_ptr(g, f, false)) throw Error("cannot write " + path);
+        });
+    } catch (...) {
+        gguf_free(g);
+        for (auto * c : w.ctxs) ggml_free(c);
+        throw;
+    }
     gguf_free(g);
     for (auto * c : w.ctxs) ggml_free(c);
-    if (!ok) throw Error("cannot write " + path);
 }
+
+namespace {
+
+// About how large write_random_model's file will be (the weights; metadata is small), for the message before it.
+double random_model_bytes(const RandomModelSpec & s) {
+    int64_t n_vocab = 0;
+    gguf_init_params vp = {true, nullptr};
+    if (gguf_context * v = gguf_init_from_file(s.vocab_gguf.c_str(), vp)) {
+        const int64_t tk = gguf_find_key(v, "tokenizer.ggml.tokens");
+        if (tk >= 0 && gguf_get_kv_type(v, tk) == GGUF_TYPE_ARRAY) n_vocab = gguf_get_arr_n(v, tk);
+        gguf_free(v);
+    }
+    const double per = s.weight_type == "f32" ? 4 : s.weight_type == "f16" ? 2 : 34.0 / 32;  // q8_0: 34 bytes / 32
+    const double q = (double) s.n_head * s.head_dim, kv = (double) s.n_head_kv * s.head_dim, e = s.n_embd;
+    const double layer = e * q * 2 + e * kv * 2 + 3 * e * s.n_ff;
+    return n_vocab * e * (s.weight_type == "f32" ? 4 : 2) + n_vocab * e * per + s.n_layer * layer * per;
+}
+
+}  // namespace
 
 std::string cached_random_model(const RandomModelSpec & s, const std::string & tag, const std::string & dir) {
     mkdir(dir.c_str(), 0755);
     const std::string path = dir + "/random-" + tag + "-" + s.weight_type + ".gguf";
     struct stat st{};
     if (stat(path.c_str(), &st) == 0 && st.st_size > 0) return path;
-    std::fprintf(stderr, "writing %s (random weights, once) ...\n", path.c_str());
-    write_random_model(s, path + ".tmp");
-    if (std::rename((path + ".tmp").c_str(), path.c_str()) != 0) throw Error("cannot write " + path);
+    check_writable(path);
+    std::fprintf(stderr, "writing a random-weight %s model of about %.0f MB to %s (once; reused afterwards; -m MODEL to "
+                 "use yours, --cache-dir DIR to put it elsewhere) ...\n",
+                 s.weight_type.c_str(), random_model_bytes(s) / 1e6, path.c_str());
+    write_random_model(s, path);
     return path;
 }
 

@@ -228,6 +228,16 @@ const float * Session::logits(int i) const {
 Token Session::sample() {
     if (!sampler_) set_sampling(SamplingParams{});
     if (last_n_eval_ == 0) throw Error("nothing to sample from: evaluate a prompt first");
+    {
+        // NaN / inf weights (or an overflow in this precision) make every logit NaN: the sampler would return some
+        // token (<unk>) and everything downstream would look normal
+        const float * l = logits(-1);
+        const int n_vocab = model_->facts().n_vocab;
+        for (int j = 0; j < n_vocab; ++j)
+            if (!std::isfinite(l[j]))
+                throw Error("the model's logits are not finite (NaN or inf at position " + std::to_string(n_past() - 1) +
+                            "): its weights are broken or overflow in this precision");
+    }
     if (has_all_logits_) {
         // sample from our copy of the last row
         const float * l = logits(-1);
@@ -267,7 +277,10 @@ GenerateResult Session::generate(int max_tokens, const TokenCallback & cb, bool 
             r.hit_eog = true;
             break;
         }
-        if (n_past() + 1 > n_ctx()) throw Error("generation ran out of context (" + std::to_string(n_ctx()) + " tokens, -c)");
+        if (n_past() + 1 > n_ctx()) {  // the context is full: this token cannot be evaluated, generation ends here
+            r.hit_ctx = true;
+            break;
+        }
         eval({t});
         if (!go_on) break;
         if (i + 1 == max_tokens) r.hit_cap = true;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 
 namespace kvlens {
@@ -22,16 +23,16 @@ void write_npy(const std::string & path, const float * data, const std::vector<s
     size_t total = 10 + header.size() + 1;
     header.append((64 - total % 64) % 64, ' ');
     header += '\n';
-    std::ofstream f(path, std::ios::binary);
-    if (!f) throw Error("cannot write " + path);
-    const char magic[] = "\x93NUMPY\x01\x00";
-    f.write(magic, 8);
-    uint16_t hl = (uint16_t) header.size();
-    unsigned char hlb[2] = {(unsigned char) (hl & 0xff), (unsigned char) (hl >> 8)};
-    f.write((const char *) hlb, 2);
-    f.write(header.data(), (std::streamsize) header.size());
-    f.write((const char *) data, (std::streamsize) (n * sizeof(float)));  // host is little-endian (x86/arm)
-    if (!f) throw Error("write failed: " + path);
+    // whole file or nothing (kvlens/atomic_file.h): a failed write never leaves a torn .npy behind
+    write_file_atomic(path, [&](FILE * f) {
+        const char magic[] = "\x93NUMPY\x01\x00";
+        write_all(f, magic, 8, path);
+        uint16_t hl = (uint16_t) header.size();
+        unsigned char hlb[2] = {(unsigned char) (hl & 0xff), (unsigned char) (hl >> 8)};
+        write_all(f, hlb, 2, path);
+        write_all(f, header.data(), header.size(), path);
+        write_all(f, data, n * sizeof(float), path);  // host is little-endian (x86/arm)
+    });
 }
 
 std::vector<float> read_npy(const std::string & path, std::vector<size_t> & shape) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 
 namespace kvlens {
@@ -237,11 +238,7 @@ std::string roc_plot_svg(const std::vector<RocCurve> & curves, const std::string
 }
 
 void write_svg(const std::string & path, const std::string & svg) {
-    std::ofstream f(path, std::ios::binary);
-    if (!f) throw Error("cannot write " + path);
-    f << svg;
-    f.close();
-    if (!f) throw Error("cannot write " + path);
+    write_text_atomic(path, svg);  // whole file or nothing
 }
 
 }  // namespace kvlens

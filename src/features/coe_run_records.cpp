@@ -88,7 +88,7 @@ CoeRecord parse_record(const LineReader & r) {
     if (o.contains("hit_eog") && o["hit_eog"].is_boolean()) rec.hit_eog = o["hit_eog"].get<bool>();
     if (o.contains("prompt_tokens") && o["prompt_tokens"].is_number()) rec.prompt_tokens = o["prompt_tokens"].get<int>();
     if (o.contains("seconds") && o["seconds"].is_number()) rec.seconds = o["seconds"].get<double>();
-    for (const char * f : {"format", "mode", "reference", "level"})
+    for (const char * f : {"format", "mode", "reference", "level", "answer_type", "subject", "run"})
         if (o.contains(f) && (o[f].is_string() || o[f].is_number()))
             rec.info[f] = o[f].is_string() ? o[f].get<std::string>() : o[f].dump();
     return rec;

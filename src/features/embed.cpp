@@ -2,6 +2,7 @@
 #include "kvlens/embed.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "kvlens/error.h"
 #include "kvlens/session.h"
@@ -73,6 +74,12 @@ EmbedRun Embedder::embed(const std::vector<std::string> & texts) {
             poolers[i]->result(r.data.data() + (size_t) i * dim_);
             poolers[i].reset();
         });
+    // NaN / inf weights give NaN K/V rows: refuse instead of returning null embeddings
+    for (size_t i = 0; i < r.data.size(); ++i)
+        if (!std::isfinite(r.data[i]))
+            throw Error("text " + std::to_string(i / dim_ + 1) +
+                        ": its embedding is not finite (NaN or inf in the model's K/V rows or hidden states): the "
+                        "model's weights are broken or overflow in this precision");
     return r;
 }
 

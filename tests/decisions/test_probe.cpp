@@ -6,6 +6,8 @@
 #include <fstream>
 #include <random>
 
+#include "ggml.h"
+#include "gguf.h"
 #include "kvlens/error.h"
 #include "kvlens/probe.h"
 #include "test_support.h"
@@ -143,4 +145,86 @@ TEST(Probe, BadFilesAndInputs) {
     EXPECT_THROW(KvClassifier::train({}, {}, meta_for_tests(), p), Error);
     EXPECT_THROW(KvClassifier::train({{1, 2}, {1}}, {0, 0}, meta_for_tests(), p), Error);
     EXPECT_THROW(KvClassifier::train({{1, 2}}, {0, 0}, meta_for_tests(), p), Error);
+}
+
+// ggml-opt asserts (aborts) on a NaN or negative weight decay and a NaN learning rate; an infinite or huge one used
+// to train on NaN losses and end with "nothing to save". All are clear errors now.
+TEST(Probe, NonFiniteOrDivergingTrainingIsAnError) {
+    std::vector<std::vector<float>> X;
+    std::vector<float> y;
+    make_data(80, 6, X, y, 5);
+    ProbeTrainParams p;
+    p.hidden = 8;
+    p.epochs = 3;
+    for (double wd : {-1.0, (double) NAN, 2.0}) {
+        ProbeTrainParams q = p;
+        q.weight_decay = wd;
+        EXPECT_THROW(KvClassifier::train(X, y, meta_for_tests(), q), Error) << "wd " << wd;
+    }
+    for (double lr : {(double) NAN, (double) INFINITY, 1e-60, -1.0}) {
+        ProbeTrainParams q = p;
+        q.lr = lr;
+        EXPECT_THROW(KvClassifier::train(X, y, meta_for_tests(), q), Error) << "lr " << lr;
+    }
+    ProbeTrainParams q = p;
+    q.val_frac = NAN;
+    EXPECT_THROW(KvClassifier::train(X, y, meta_for_tests(), q), Error);
+    q = p;
+    q.lr = 1e30;  // finite, but the loss overflows at once
+    try {
+        KvClassifier::train(X, y, meta_for_tests(), q);
+        ADD_FAILURE() << "a diverged training returned a classifier";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
+    }
+}
+
+// gguf_get_val_* aborts when a key holds another type: every key the loader reads is type-checked first.
+TEST(Probe, ClassifierKeyOfTheWrongTypeIsAnError) {
+    test::TempDir d;
+    std::vector<std::vector<float>> X;
+    std::vector<float> y;
+    make_data(60, 4, X, y, 6);
+    ProbeTrainParams p;
+    p.hidden = 4;
+    p.epochs = 2;
+    const std::string good = d.path + "/c.gguf";
+    KvClassifier::train(X, y, meta_for_tests(), p).save(good);
+    int n_keys = 0;
+    for (int i = 0;; ++i) {
+        ggml_context * ctx = nullptr;
+        gguf_context * g = gguf_init_from_file(good.c_str(), {false, &ctx});
+        ASSERT_NE(g, nullptr);
+        if (i >= gguf_get_n_kv(g)) {
+            gguf_free(g);
+            ggml_free(ctx);
+            break;
+        }
+        const std::string k = gguf_get_key(g, i);
+        if (k.rfind("kvlens.probe.", 0) != 0) {
+            gguf_free(g);
+            ggml_free(ctx);
+            continue;
+        }
+        // a copy (metadata, then the tensors with their data) where a string key becomes an int and any other a
+        // uint32 (the case: the version as uint32)
+        gguf_context * w = gguf_init_empty();
+        gguf_set_kv(w, g);
+        for (int64_t t = 0; t < gguf_get_n_tensors(g); ++t) gguf_add_tensor(w, ggml_get_tensor(ctx, gguf_get_tensor_name(g, t)));
+        if (gguf_get_kv_type(g, i) == GGUF_TYPE_STRING) gguf_set_val_i32(w, k.c_str(), 1);
+        else gguf_set_val_u32(w, k.c_str(), 1);
+        const std::string bad = d.path + "/bad.gguf";
+        ASSERT_TRUE(gguf_write_to_file(w, bad.c_str(), false));
+        gguf_free(w);
+        gguf_free(g);
+        ggml_free(ctx);
+        try {
+            KvClassifier::load(bad);
+            ADD_FAILURE() << k << " of the wrong type was accepted";
+        } catch (const Error & e) {
+            EXPECT_NE(std::string(e.what()).find(k), std::string::npos) << e.what();
+        }
+        ++n_keys;
+    }
+    EXPECT_GE(n_keys, 15);
 }

@@ -14,6 +14,7 @@ inline bool file_exists(const std::string & p) {
 }
 inline std::string stories_gguf() { return shared_dir() + "/data/models/stories260K/stories260K.gguf"; }
 inline std::string llama_dir() { return KVLENS_LLAMA_DIR; }
+inline std::string source_dir() { return KVLENS_SOURCE_DIR; }
 inline std::string kvlens_bin() { return KVLENS_BIN; }
 
 // Run a shell command, capturing stdout+stderr; returns the exit status.

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "validate.h"
 #include "kvlens/arith.h"
 #include "kvlens/error.h"
 #include "kvlens/log.h"
@@ -31,13 +32,15 @@ void add_sampling_flags(CLI::App & app, CommonArgs & a) {
     app.add_option("--temp", a.sampling.temp, "temperature (0 = greedy)");
     app.add_option("--top-k", a.sampling.top_k, "top-k");
     app.add_option("--top-p", a.sampling.top_p, "top-p");
-    app.add_option("-s,--seed", a.sampling.seed, "sampling seed");
+    app.add_option("-s,--seed", a.sampling.seed, "sampling seed (-1 = random, as llama.cpp)")
+        ->transform(CLI::Validator([](std::string & v) { if (v == "-1") v = "4294967295"; return std::string(); }, ""));
 }
 
 int parse(CLI::App & app, int argc, char ** argv) {
     auto args = normalize_llama_flags(argc, argv);
     std::vector<const char *> av;
     for (auto & s : args) av.push_back(s.c_str());
+    add_flag_rules(app);  // every numeric flag range-checked (NaN-safe) before any work; defaults in --help
     try {
         app.parse((int) av.size(), av.data());
     } catch (const CLI::CallForHelp & e) {
@@ -47,6 +50,7 @@ int parse(CLI::App & app, int argc, char ** argv) {
         std::fprintf(stderr, "kvlens: error: %s (see %s --help)\n", e.what(), app.get_name().c_str());
         return 1;
     }
+    check_parsed(app);  // -p with -f, -f DIR
     return -1;
 }
 

@@ -13,6 +13,7 @@
 #include "args.h"
 #include "command.h"
 #include "kvlens/arith.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 
 using namespace kvlens;
@@ -36,23 +37,21 @@ static int cmd_arith(int argc, char ** argv) {
     if (n < 1 || n > (1 << 30)) throw Error("-n must be in 1..2^30");
     const auto levels = arith_parse_levels(levels_spec);
 
-    std::ofstream file;
-    if (out_path != "-") {
-        file.open(out_path, std::ios::binary);
-        if (!file) throw Error("cannot write " + out_path);
-    }
-    std::ostream & out = out_path == "-" ? std::cout : file;
-    for (int i = 0; i < n; ++i) {
-        const int level = levels[i % levels.size()];
-        const uint64_t s = kArithEvalSeedBit | kHeldOutBit | ((uint64_t) seed << 32) | (uint64_t) i;
-        const ArithProblem p = arith_generate(level, s);
-        nlohmann::ordered_json j = {{"id", "s" + std::to_string(seed) + "-" + std::to_string(i)},
-                                    {"question", p.question}, {"answer", p.answer}, {"level", level},
-                                    {"seed", std::to_string(s)}};
-        out << j.dump() << "\n";
-    }
-    out.flush();
-    if (!out) throw Error("write failed: " + out_path);
+    // a file is written whole or not at all (kvlens/atomic_file.h); stdout is checked by main
+    auto rows = [&](FILE * out) {
+        for (int i = 0; i < n; ++i) {
+            const int level = levels[i % levels.size()];
+            const uint64_t s = kArithEvalSeedBit | kHeldOutBit | ((uint64_t) seed << 32) | (uint64_t) i;
+            const ArithProblem p = arith_generate(level, s);
+            nlohmann::ordered_json j = {{"id", "s" + std::to_string(seed) + "-" + std::to_string(i)},
+                                        {"question", p.question}, {"answer", p.answer}, {"level", level},
+                                        {"seed", std::to_string(s)}};
+            const std::string line = j.dump() + "\n";
+            write_all(out, line.data(), line.size(), out_path == "-" ? "standard output" : out_path);
+        }
+    };
+    if (out_path == "-") rows(stdout);
+    else write_file_atomic(out_path, rows);
     if (out_path != "-") std::fprintf(stderr, "arith: %d problems (levels %s) written to %s\n", n, levels_spec.c_str(), out_path.c_str());
     return 0;
 }

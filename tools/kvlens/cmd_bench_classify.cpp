@@ -2,8 +2,11 @@
 // MTEB's classification protocol (logistic-regression probe on undersampled train embeddings, 10 experiments,
 // accuracy and macro-F1 on test, mean ± std) for KV, hidden-state and random embeddings. Prints a Markdown
 // table; --json writes every number.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -14,11 +17,13 @@
 #include "command.h"
 #include "kvlens/arith.h"
 #include "kvlens/embed.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/probe_eval.h"
 
 
 using namespace kvlens;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -91,6 +96,7 @@ struct Row {
     int dim = 0;
     double embed_s = 0;
     long long tokens = 0;
+    int truncated = 0;  // texts longer than the context, cut to it
 };
 
 Row evaluate(const Task & t, const std::string & source, const std::shared_ptr<Model> & model, EmbedParams ep) {
@@ -107,6 +113,7 @@ Row evaluate(const Task & t, const std::string & source, const std::shared_ptr<M
     Row row;
     row.embed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     row.tokens = r.stats.n_tokens;
+    row.truncated = r.n_truncated;
     row.dim = r.dim;
     // scatter into full-size matrices (rows the protocol never reads stay zero)
     std::vector<float> Xtr((size_t) t.train_y.size() * r.dim, 0.f), Xte;
@@ -131,11 +138,29 @@ std::string pm(double m, double s) {
     return b;
 }
 
+// The shared classification data: ../shared/data/classification beside the repository this binary was built in
+// (BUILD/bin/kvlens -> REPO/../shared), else beside the current folder. Neither: say to pass --data.
+std::string default_data_dir() {
+    std::vector<std::string> tried;
+    char exe[4096];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        fs::path repo = fs::path(exe).parent_path().parent_path().parent_path();  // REPO/BUILD/bin/kvlens
+        tried.push_back((repo.parent_path() / "shared/data/classification").lexically_normal().string());
+    }
+    tried.push_back("../shared/data/classification");
+    for (auto & t : tried)
+        if (fs::is_directory(t)) return t;
+    throw Error("no classification data found (looked in " + tried[0] + (tried.size() > 1 ? " and " + tried[1] : "") +
+                "): pass --data DIR (a folder of dataset folders), or --no-datasets with --arith N");
+}
+
 int bench_classify(int argc, char ** argv) {
     CLI::App app{"MTEB-style classification probe on KV / hidden / random embeddings", "kvlens bench classify"};
     cli::CommonArgs a;
     cli::add_model_flags(app, a);
-    std::string data = "../shared/data/classification", sets, sources = "kv,hidden,random";
+    std::string data, sets, sources = "kv,hidden,random";
     std::string preset = "paper", json_out;
     std::map<std::string, std::string> knobs;
     probe::Protocol base;
@@ -143,7 +168,8 @@ int bench_classify(int argc, char ** argv) {
     bool no_data = false;
     EmbedParams ep;
     ep.truncate = true;
-    app.add_option("--data", data, "folder of dataset folders (train.jsonl, test.jsonl, labels.json)");
+    app.add_option("--data", data, "folder of dataset folders (train.jsonl, test.jsonl, labels.json); default: "
+                                   "../shared/data/classification beside the repository of this binary, or of the current folder");
     app.add_option("--sets", sets, "comma-separated dataset names (default: every folder in --data)");
     app.add_option("--sources", sources, "comma-separated embedding sources: kv, hidden, random");
     app.add_option("--preset", preset, "pooling preset (paper)");
@@ -159,10 +185,12 @@ int bench_classify(int argc, char ** argv) {
     cli::add_batch_flags(app, ep.batch, "longest text in tokens (longer ones are truncated)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     ep.pool = PoolConfig::from_knobs(preset, knobs);
+    if (!json_out.empty()) check_writable(json_out);
     auto srcs = split_list(sources);
     for (auto & s : srcs) parse_source(s);  // unknown source: error before any work
 
     std::vector<Task> tasks;
+    if (!no_data && data.empty()) data = default_data_dir();
     if (!no_data) {
         std::vector<std::string> dirs;
         if (sets.empty()) dirs = probe::list_datasets(data);
@@ -180,11 +208,19 @@ int bench_classify(int argc, char ** argv) {
     std::printf("| task | source | dim | train/exp | test | accuracy %% | macro-F1 %% | embed s |\n");
     std::printf("|---|---|---|---|---|---|---|---|\n");
     nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    int pass = 0, n_truncated = 0;
+    const int n_passes = (int) (tasks.size() * srcs.size());
+    std::string truncated_in;
     for (auto & t : tasks) {
         EmbedParams tp = ep;
         tp.parse_special = t.name.rfind("arith_", 0) == 0;  // chat prompts carry special tokens
         for (auto & s : srcs) {
+            std::fprintf(stderr, "bench classify: [%d/%d] %s, %s embeddings ...\n", ++pass, n_passes, t.name.c_str(), s.c_str());
             Row r = evaluate(t, s, model, tp);
+            if (r.truncated) {
+                n_truncated += r.truncated;
+                truncated_in += (truncated_in.empty() ? "" : ", ") + t.name + "/" + s + " " + std::to_string(r.truncated);
+            }
             std::printf("| %s | %s | %d | %d | %d | %s | %s | %.1f |\n", r.task.c_str(), r.source.c_str(), r.dim,
                         r.res.n_train, r.res.n_test, pm(r.res.acc_mean, r.res.acc_std).c_str(),
                         pm(r.res.f1_mean, r.res.f1_std).c_str(), r.embed_s);
@@ -193,13 +229,19 @@ int bench_classify(int argc, char ** argv) {
                          {"n_test", r.res.n_test}, {"samples_per_label", t.protocol.samples_per_label},
                          {"n_experiments", t.protocol.n_experiments}, {"acc_mean", r.res.acc_mean},
                          {"acc_std", r.res.acc_std}, {"f1_mean", r.res.f1_mean}, {"f1_std", r.res.f1_std},
-                         {"acc", r.res.acc}, {"f1", r.res.f1}, {"embed_seconds", r.embed_s}, {"tokens", r.tokens}});
+                         {"acc", r.res.acc}, {"f1", r.res.f1}, {"embed_seconds", r.embed_s}, {"tokens", r.tokens},
+                         {"truncated", r.truncated}});
         }
     }
+    // over-long texts are cut to the context (-c): say how many, never silently
+    if (n_truncated)
+        std::printf("\ntruncated: %d texts longer than the context were cut to it (-c to raise it): %s\n", n_truncated,
+                    truncated_in.c_str());
+    else
+        std::printf("\ntruncated: none\n");
     if (!json_out.empty()) {
-        std::ofstream f(json_out);
-        if (!f) throw Error("cannot write " + json_out);
-        f << nlohmann::ordered_json{{"model", a.model.path}, {"pooling", ep.pool.describe()}, {"results", j}}.dump(1) << "\n";
+        write_text_atomic(json_out,
+                          nlohmann::ordered_json{{"model", a.model.path}, {"pooling", ep.pool.describe()}, {"results", j}}.dump(1) + "\n");
     }
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "args.h"
 #include "bench.h"
 #include "kvlens/coe_run.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 
@@ -116,6 +117,7 @@ static int bench_coe(int argc, char ** argv) {
     app.add_flag("-v,--verbose", a.verbose, "llama.cpp log");
     cli::add_session_flags(app, a);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (!json_out.empty()) check_writable(json_out);  // before the runs
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
     ojson result;
 
@@ -216,9 +218,7 @@ static int bench_coe(int argc, char ** argv) {
         result["check"] = checks;
     }
     if (!json_out.empty()) {
-        std::ofstream jf(json_out);
-        jf << result.dump(1) << "\n";
-        if (!jf) throw Error("cannot write " + json_out);
+        write_text_atomic(json_out, result.dump(1) + "\n");
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "args.h"
 #include "bench.h"
 #include "kvlens/cpu_time.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 
@@ -57,6 +58,7 @@ static int bench_tap(int argc, char ** argv) {
     app.add_flag("-v,--verbose", a.verbose, "llama.cpp log");
     cli::add_session_flags(app, a);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (!json_out.empty()) check_writable(json_out);  // before the runs
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
     if (a.model.path.empty()) {
         RandomModelSpec spec = model_shape(shape);
@@ -138,8 +140,8 @@ static int bench_tap(int argc, char ** argv) {
                         {"decode_ratio", d / d0}, {"decode_tok_per_cpu_s", u}, {"decode_cpu_ratio", u / u0}});
     }
     if (!json_out.empty())
-        std::ofstream(json_out) << nlohmann::ordered_json{{"model", a.model.path}, {"arch", f.arch}, {"n_layer", f.n_layer},
-                                                           {"n_prompt", n_prompt}, {"n_decode", n_decode}, {"reps", reps}, {"rows", rows}}.dump(1) << "\n";
+        write_text_atomic(json_out, nlohmann::ordered_json{{"model", a.model.path}, {"arch", f.arch}, {"n_layer", f.n_layer},
+                                                           {"n_prompt", n_prompt}, {"n_decode", n_decode}, {"reps", reps}, {"rows", rows}}.dump(1) + "\n");
     return 0;
 }
 

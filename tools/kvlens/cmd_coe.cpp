@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -12,8 +13,10 @@
 
 #include "args.h"
 #include "command.h"
+#include "run_signature.h"
 #include "kvlens/answers.h"
 #include "kvlens/arith.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/coe_run.h"
 #include "kvlens/error.h"
 
@@ -31,7 +34,8 @@ std::string fmt_duration(double s) {
 
 // Ids already in the records file (resume). A torn last line (a run killed mid-write) is cut off; a file that
 // does not end with a newline gets one.
-std::set<std::string> resume_ids(const std::string & path, int * n_correct) {
+// `runs` receives the run signature of every record ("" for a record without one).
+std::set<std::string> resume_ids(const std::string & path, int * n_correct, std::set<std::string> * runs) {
     std::set<std::string> ids;
     struct stat st{};
     if (stat(path.c_str(), &st) != 0 || st.st_size == 0) return ids;
@@ -48,6 +52,7 @@ std::set<std::string> resume_ids(const std::string & path, int * n_correct) {
     }
     for (auto & r : recs) {
         ids.insert(r.id);
+        runs->insert(r.info.count("run") ? r.info.at("run") : "");
         *n_correct += r.correct ? 1 : 0;
     }
     return ids;
@@ -59,7 +64,7 @@ static int cmd_coe(int argc, char ** argv) {
     CLI::App app{"greedy answers to a benchmark with KV-CoE, hidden CoE and output-based self-evaluation scores",
                  "kvlens coe"};
     cli::CommonArgs a;
-    std::string data, format, out_path, mode = "none", layers_spec = "all", kv_part = "kv", language = "en";
+    std::string data, format, out_path, mode = "auto", layers_spec = "all", kv_part = "kv", language = "en";
     int max_tokens = 2048, limit = 0;
     bool l2 = false, raw = false;
     cli::add_model_flags(app, a);
@@ -68,7 +73,9 @@ static int cmd_coe(int argc, char ** argv) {
     app.add_option("--format", format, "gsm8k|mgsm|math|theoremqa|csqa|belebele|arith")->required();
     app.add_option("-o,--output", out_path, "records JSONL (appended; ids already there are skipped)")->required();
     app.add_option("-n,--max-tokens", max_tokens, "generation cap per sample (reaching it: hit_cap, counted incorrect)");
-    app.add_option("--mode", mode, "generation prompt: slow (thinking), fast (enable_thinking=false) or none (the template's default)");
+    app.add_option("--mode", mode, "generation prompt: slow (thinking), fast (enable_thinking=false), none (the template's "
+                                   "default), or auto (slow when the chat template has a thinking mode, else none)")
+        ->capture_default_str();
     app.add_option("--limit", limit, "only the first N rows of the data (0 = all)");
     app.add_option("--lang", language, "mgsm: the question's language field");
     app.add_option("--layers", layers_spec, "layers of the chains: all, last:N, 0,3,5, 2-5");
@@ -78,31 +85,37 @@ static int cmd_coe(int argc, char ** argv) {
     cli::add_prompt_flags(app, pa);
     app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    const bool cap_given = app.count("--max-tokens") > 0 && max_tokens != -1;
+    if (max_tokens == -1) max_tokens = INT_MAX;  // -1: until the context ends
     if (max_tokens < 1) throw Error("--max-tokens must be >= 1");
     if (limit < 0) throw Error("--limit must be >= 0");
-    const PromptMode pmode = parse_prompt_mode(mode);
+    if (mode != "auto") parse_prompt_mode(mode);  // an unknown mode: refused before any work
     const BenchFormat fmt = parse_bench_format(format);
+    check_writable(out_path);
 
     auto rows = load_benchmark(data, fmt, language);
     if (limit > 0 && (int) rows.size() > limit) rows.resize(limit);
+    if (rows.empty()) throw Error(data + ": no rows to answer");
     {
         std::set<std::string> seen;
         for (auto & r : rows)
             if (!seen.insert(r.id).second) throw Error(data + ": duplicate id '" + r.id + "' (resuming is keyed on ids)");
     }
     int n_correct = 0;
-    const auto done = resume_ids(out_path, &n_correct);
+    std::set<std::string> runs;
+    const auto done = resume_ids(out_path, &n_correct, &runs);
     const int n_done_before = (int) done.size();
 
     auto model = cli::load_model(a);
     const bool chat = !raw && (!pa.chat_template.empty() || !pa.chat_template_file.empty() || model->has_chat_template() ||
                                pa.format != "auto");
+    PromptFormat pf = chat ? cli::make_prompt_format(*model, pa) : PromptFormat{};
+    if (mode == "auto") mode = chat && pf.thinking ? "slow" : "none";  // the model's own thinking mode
+    const PromptMode pmode = parse_prompt_mode(mode);
     if (!chat && pmode != PromptMode::None)
         throw Error("--mode " + mode + " needs a chat template (the model has none: pass --chat-template or --prompt-format)");
+    if (pmode != PromptMode::None) pf = cli::make_thinking_format(*model, pa);  // refuses a template without thinking
     if (!chat) std::fprintf(stderr, "coe: no chat template: prompting with the user message as is\n");
-    const PromptFormat pf = chat ? (pmode == PromptMode::None ? cli::make_prompt_format(*model, pa)
-                                                              : cli::make_thinking_format(*model, pa))
-                                 : PromptFormat{};
     const std::string prefix = chat ? pf.prefix(pmode) : std::string();
 
     CoeRunOptions ro;
@@ -115,14 +128,33 @@ static int cmd_coe(int argc, char ** argv) {
     greedy.temp = 0;
     session.set_sampling(greedy);
     CoeRunner runner(session, ro);
+    // everything that shapes a record: a resumed file made with other settings is refused, not mixed
+    cli::RunSignature sig;
+    std::string layer_list;
+    for (int l : ro.layers) layer_list += (layer_list.empty() ? "" : ",") + std::to_string(l);
+    sig.add("model", cli::weights_fingerprint(a.model.path))
+        .add("format", to_string(fmt))
+        .add("lang", language)
+        .add("mode", mode)
+        .add("prefix", cli::text_hash(prefix))
+        .add("template", chat ? cli::text_hash(pf.render(*model, "q")) : "raw")
+        .add("layers", layer_list)
+        .add("kv_part", kv_part)
+        .add("l2", l2 ? "on" : "off")
+        .add("cap", std::to_string(max_tokens))
+        .add("ctx", std::to_string(session.n_ctx()))
+        .add("ctk", a.session.cache_type_k)
+        .add("ctv", a.session.cache_type_v)
+        .add("fa", a.session.flash_attn);
+    for (const std::string & r : runs) sig.check(r, out_path);
 
     std::ofstream out(out_path, std::ios::app | std::ios::binary);
     if (!out) throw Error("cannot write " + out_path);
     int todo = 0;
     for (auto & r : rows) todo += done.count(r.id) ? 0 : 1;
-    std::fprintf(stderr, "coe: %zu rows, %d done already, %d to run; %s, %d layers, mode %s, cap %d tokens, ctx %d\n",
+    std::fprintf(stderr, "coe: %zu rows, %d done already, %d to run; %s, %d layers, mode %s, cap %s tokens, ctx %d\n",
                  rows.size(), n_done_before, todo, model->facts().arch.c_str(), (int) ro.layers.size(), mode.c_str(),
-                 max_tokens, session.n_ctx());
+                 max_tokens == INT_MAX ? "the context's" : std::to_string(max_tokens).c_str(), session.n_ctx());
 
     using clk = std::chrono::steady_clock;
     const auto t0 = clk::now();
@@ -140,6 +172,7 @@ static int cmd_coe(int argc, char ** argv) {
         rec.id = row.id;
         rec.info["format"] = to_string(fmt);
         rec.info["mode"] = mode;
+        rec.info["run"] = sig.str();
         rec.info["reference"] = row.reference;
         for (const char * f : {"level", "answer_type", "subject"})
             if (row.extra.count(f)) rec.info[f] = row.extra.at(f);
@@ -167,7 +200,7 @@ static int cmd_coe(int argc, char ** argv) {
                          (double) n_correct / (n_done_before + n_run), n_cap, n_null);
         }
     }
-    if (n_short_cap) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, session.n_ctx());
+    if (n_short_cap && cap_given) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, session.n_ctx());
     const int total = n_done_before + n_run;
     std::fprintf(stderr, "coe: done: %d records in %s (%d new), accuracy %.3f, %d of the new hit the cap\n", total, out_path.c_str(),
                  n_run, total ? (double) n_correct / total : 0.0, n_cap);

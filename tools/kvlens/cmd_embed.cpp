@@ -8,6 +8,7 @@
 #include "args.h"
 #include "bench.h"
 #include "command.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/embed.h"
 #include "kvlens/error.h"
 #include "kvlens/npy.h"
@@ -71,6 +72,7 @@ static int cmd_embed(int argc, char ** argv) {
         ->capture_default_str();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (!prompt.empty() && !file.empty()) throw Error("give -p or -f, not both");
+    if (!out.empty()) check_writable(out);  // before any work
 
     EmbedParams ep;
     ep.pool = PoolConfig::from_knobs(preset, knobs);
@@ -97,13 +99,18 @@ static int cmd_embed(int argc, char ** argv) {
     if (out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0) {
         write_npy(out, r.data.data(), {(size_t) r.n_texts, (size_t) r.dim});
     } else {
-        FILE * f = out.empty() ? stdout : std::fopen(out.c_str(), "w");
-        if (!f) throw Error("cannot write " + out);
-        for (int i = 0; i < r.n_texts; ++i) {
-            nlohmann::json j = {{"index", i}, {"embedding", std::vector<float>(r.row(i), r.row(i) + r.dim)}};
-            std::fprintf(f, "%s\n", j.dump().c_str());
+        auto rows = [&](FILE * f) {
+            for (int i = 0; i < r.n_texts; ++i) {
+                nlohmann::json j = {{"index", i}, {"embedding", std::vector<float>(r.row(i), r.row(i) + r.dim)}};
+                const std::string line = j.dump() + "\n";
+                write_all(f, line.data(), line.size(), out.empty() ? "standard output" : out);
+            }
+        };
+        if (out.empty()) {
+            rows(stdout);
+            check_stream(stdout, "standard output");  // a full disk: fail before the summary line
         }
-        if (f != stdout) std::fclose(f);
+        else write_file_atomic(out, rows);
     }
     const double s = r.stats.seconds > 0 ? r.stats.seconds : 1e-9;
     std::fprintf(stderr, "embed: %d texts, %lld tokens, dim %d (%s), %d decodes, %.3f s, %.1f texts/s, %.0f tokens/s%s\n",

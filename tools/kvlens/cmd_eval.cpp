@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "args.h"
 #include "command.h"
 #include "kvlens/coe_run.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/metrics.h"
 #include "kvlens/plot.h"
@@ -77,8 +79,20 @@ int eval_coe(int argc, char ** argv) {
     app.add_option("--boot-seed", boot_seed, "seed of the bootstrap resampling");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
 
+    if (!json_out.empty()) check_writable(json_out);
+    if (!plot_out.empty()) check_writable(plot_out);
     const auto recs = read_coe_records(path);
     if (recs.empty()) throw Error(path + ": no records");
+    if (!by.empty()) {  // a field no record has would print one "(none)" group: a typo, say so
+        std::set<std::string> fields;
+        for (auto & r : recs)
+            for (auto & [k, v] : r.info) fields.insert(k);
+        if (!fields.count(by)) {
+            std::string have;
+            for (auto & f : fields) have += (have.empty() ? "" : ", ") + f;
+            throw Error("--by " + by + ": no record has that field (fields: " + (have.empty() ? "none" : have) + ")");
+        }
+    }
     const auto & names = coe_score_names();
     std::vector<int> labels;
     std::vector<std::vector<std::optional<double>>> cols(names.size());
@@ -206,14 +220,13 @@ int eval_coe(int argc, char ** argv) {
         std::fprintf(stderr, "eval coe: ROC curves written to %s\n", plot_out.c_str());
     }
     if (!json_out.empty()) {
-        std::ofstream f(json_out);
-        f << nlohmann::ordered_json{{"records", path}, {"n", recs.size()}, {"accuracy", acc}, {"correct", n_pos},
-                                    {"hit_cap", n_cap}, {"mean_tokens", (double) n_tok / recs.size()},
-                                    {"null_rule", "ranked lowest"}, {"bootstrap", boot.n}, {"scores", jrows}, {"by", jby},
-                                    {"comparisons", jcmp}}
-                 .dump(1)
-          << "\n";
-        if (!f) throw Error("cannot write " + json_out);
+        write_text_atomic(json_out,
+                          nlohmann::ordered_json{{"records", path}, {"n", recs.size()}, {"accuracy", acc}, {"correct", n_pos},
+                                                 {"hit_cap", n_cap}, {"mean_tokens", (double) n_tok / recs.size()},
+                                                 {"null_rule", "ranked lowest"}, {"bootstrap", boot.n}, {"scores", jrows},
+                                                 {"by", jby}, {"comparisons", jcmp}}
+                                  .dump(1) +
+                              "\n");
     }
     return 0;
 }

@@ -1,4 +1,5 @@
 // kvlens generate -m M -p P: stream text; --jsonl: one record per token and a summary record.
+#include <climits>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -20,7 +21,7 @@ static int cmd_generate(int argc, char ** argv) {
     cli::add_sampling_flags(app, a);
     app.add_option("-p,--prompt", prompt, "prompt text");
     app.add_option("-f,--file", file, "read the prompt from a file");
-    app.add_option("-n,--n-predict", n_predict, "tokens to generate at most");
+    app.add_option("-n,--n-predict", n_predict, "tokens to generate at most (-1 = until the context ends)");
     app.add_flag("--chat", chat, "wrap the prompt as a user turn with the model's chat template");
     cli::PromptArgs pa;
     cli::add_prompt_flags(app, pa);
@@ -29,7 +30,7 @@ static int cmd_generate(int argc, char ** argv) {
     app.add_flag("--no-bos", no_bos, "do not add BOS even if the model asks for it");
     app.add_flag("--jsonl", jsonl, "one JSON record per token (id, piece, logprob, maxprob, entropy) + a summary");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-    if (n_predict < 0) throw Error("-n must be >= 0");
+    if (n_predict < 0) n_predict = INT_MAX;  // -1: until the context ends (generation stops there, reason "context")
 
     std::string text = cli::read_prompt(prompt, file);
     auto model = cli::load_model(a);
@@ -65,14 +66,14 @@ static int cmd_generate(int argc, char ** argv) {
     double tps = res.seconds > 0 ? res.tokens.size() / res.seconds : 0;
     if (jsonl) {
         nlohmann::ordered_json j = {{"summary", true}, {"prompt_tokens", toks.size()}, {"tokens", res.tokens.size()},
-                                    {"seconds", res.seconds}, {"tok_per_s", tps}, {"stop", res.hit_eog ? "eog" : "cap"},
+                                    {"seconds", res.seconds}, {"tok_per_s", tps}, {"stop", res.hit_eog ? "eog" : res.hit_ctx ? "context" : "cap"},
                                     {"text", res.text}};
         std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
         std::printf("\n");
         std::fflush(stdout);
         std::fprintf(stderr, "[%zu prompt + %zu generated tokens, %.1f tok/s, stop: %s]\n", toks.size(),
-                     res.tokens.size(), tps, res.hit_eog ? "end of generation" : "token cap");
+                     res.tokens.size(), tps, res.hit_eog ? "end of generation" : res.hit_ctx ? "context full (-c)" : "token cap");
     }
     return 0;
 }

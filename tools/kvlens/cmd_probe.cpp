@@ -10,7 +10,9 @@
 
 #include "args.h"
 #include "command.h"
+#include "run_signature.h"
 #include "kvlens/arith.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/hash.h"
 #include "kvlens/think.h"
@@ -41,22 +43,6 @@ json answer_json(const PrepAnswer & a) {
     return {{"n", a.tokens.size()}, {"correct", a.correct}, {"cap", a.hit_cap}, {"text", a.text}, {"tokens", a.tokens}};
 }
 
-// A cheap fingerprint of the weights (file size + FNV-1a of the file's last MiB, where tensor data lives), so a
-// resumed prep file made with a retrained model of the same shape is refused instead of silently mixed.
-std::string weights_fingerprint(const std::string & path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw Error("cannot read " + path);
-    const std::streamoff size = in.tellg();
-    const std::streamoff n = std::min<std::streamoff>(size, 1 << 20);
-    std::vector<char> buf((size_t) n);
-    in.seekg(size - n);
-    in.read(buf.data(), n);
-    char out[64];
-    std::snprintf(out, sizeof out, "%lld:%016llx", (long long) size,
-                  (unsigned long long) fnv1a(std::string_view(buf.data(), buf.size())));
-    return out;
-}
-
 int cmd_prep(int argc, char ** argv) {
     CLI::App app{"generate fast and slow answers, check them and store KV windows (resumable)", "kvlens probe prep"};
     cli::CommonArgs a;
@@ -85,6 +71,7 @@ int cmd_prep(int argc, char ** argv) {
     pp.verbose_prompt = pa.verbose_prompt;
     pp.max_cuts = max_cuts;
     if (pp.fast_cap <= 0 || pp.slow_cap <= 0) throw Error("caps must be positive");
+    check_writable(out);  // before loading anything
     WindowConfig wc = window_from(wk);
     auto items = cli::load_problem_set(ps, false);
 
@@ -93,7 +80,7 @@ int cmd_prep(int argc, char ** argv) {
     PromptFormat fmt = cli::make_thinking_format(*model, pa);
     json meta = {{"meta",
                   {{"model", {{"arch", f.arch}, {"n_layer", f.n_layer}, {"n_head_kv", f.n_head_kv}, {"head_dim", f.head_dim_k},
-                              {"weights", weights_fingerprint(a.model.path)}}},
+                              {"weights", cli::weights_fingerprint(a.model.path)}}},
                    {"window", wc.describe()}, {"prompt_format", fmt.describe()},
                    {"cache", {{"type_k", a.session.cache_type_k}, {"type_v", a.session.cache_type_v},
                               {"flash_attn", a.session.flash_attn}}},
@@ -133,6 +120,8 @@ int cmd_prep(int argc, char ** argv) {
     if (!o) throw Error("cannot write " + out);
     if (ends_cut) o << "\n";
     if (!have_meta) o << meta.dump() << "\n";
+    o.flush();
+    if (!o) throw Error("write failed: " + out);
 
     Session s(model, a.session);
     s.set_sampling(a.sampling);
@@ -158,6 +147,7 @@ int cmd_prep(int argc, char ** argv) {
         j["switch"] = sw;
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         o.flush();
+        if (!o) throw Error("write failed: " + out + " (disk full?)");
         ++n_new;
         const int lab = paper_label(r.fast.correct, (int) r.fast.tokens.size(), r.slow.correct, pp.fast_cap / 2);
         ++label_hist[lab];
@@ -201,6 +191,7 @@ int cmd_train(int argc, char ** argv) {
     app.add_option("-t,--threads", P.threads, "threads");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (variant != "chat" && variant != "raw" && variant != "both") throw Error("--variant: chat, raw or both");
+    check_writable(out);  // before reading and training, not after
 
     json meta;
     std::vector<Example> ex;

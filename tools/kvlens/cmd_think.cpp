@@ -11,6 +11,8 @@
 
 #include "args.h"
 #include "command.h"
+#include "run_signature.h"
+#include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/metrics.h"
 #include "kvlens/plot.h"
@@ -26,12 +28,17 @@ std::vector<double> parse_list(const std::string & s, const char * what) {
     std::stringstream ss(s);
     std::string x;
     while (std::getline(ss, x, ',')) {
+        size_t used = 0;
+        double d = NAN;
         try {
-            v.push_back(std::stod(x));
+            d = std::stod(x, &used);
         } catch (...) {
-            throw Error(std::string(what) + ": not a number list: '" + s + "'");
         }
+        if (used == 0 || used != x.size() || !std::isfinite(d))  // NaN-safe: "nan", "inf", "5x" are refused
+            throw Error(std::string(what) + ": not a list of finite numbers: '" + s + "'");
+        v.push_back(d);
     }
+    if (v.empty()) throw Error(std::string(what) + ": empty list");
     return v;
 }
 
@@ -81,6 +88,31 @@ struct Run {
     ThinkResult r;
     bool ok = false;
 };
+
+// A run read back from its record (result_json's inverse, for the fields the tables use): think -o resumes.
+Run run_from_json(const json & j) {
+    Run x;
+    ThinkResult & r = x.r;
+    auto mode = [&](const char * k) { return j.at(k).get<std::string>() == "fast" ? ThinkMode::Fast : ThinkMode::Slow; };
+    r.first_mode = mode("first_mode");
+    r.final_mode = mode("final_mode");
+    r.switched = j.at("switched").get<bool>();
+    r.switch_at = j.at("switch_at").get<int>();
+    r.generated = j.at("generated").get<int>();
+    r.generated_paper = j.at("generated_paper").get<int>();
+    r.control_tokens = j.at("control").get<int>();
+    r.discarded = j.at("discarded").get<int>();
+    r.reprefill_tokens = j.at("reprefill").get<int>();
+    r.hit_cap = j.at("cap").get<bool>();
+    r.seconds = j.at("seconds").get<double>();
+    r.output = j.at("output").get<std::string>();
+    if (j.contains("score")) r.initial_score = j["score"].get<double>();
+    if (j.contains("switch_score")) r.switch_score = j["switch_score"].get<double>();
+    r.gave_up = j.value("gave_up", false);
+    if (j.contains("confidence")) r.confidence = j["confidence"].get<double>();
+    x.ok = j.at("correct").get<bool>();
+    return x;
+}
 
 Run run_policy(ThinkRunner & tr, const ThinkItem & it, ThinkPolicyKind kind, double tau, double delta, bool online, bool paper) {
     ThinkParams & p = tr.params();
@@ -145,6 +177,7 @@ static int cmd_think(int argc, char ** argv) {
     else throw Error("--policy: classifier, fast or slow");
     const bool single = !prompt.empty() || !file.empty();
     if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
+    if (!out.empty()) check_writable(out);  // before loading anything
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : parse_list(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
@@ -168,20 +201,49 @@ static int cmd_think(int argc, char ** argv) {
         ThinkResult r = tr.run(q);
         print_one(r, fmt, P);
         if (!out.empty()) {
-            std::ofstream o(out);
             json j = result_json(r, false);
             j.erase("correct");
-            o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+            write_text_atomic(out, j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
         }
         return 0;
     }
 
     const std::vector<ThinkItem> items = cli::load_problem_set(ps, !train_split);
+    // -o is resumable: every record carries the run's settings; a rerun into the same file reads the problems
+    // already there back (into the tables) and runs only the others; other settings are refused, not mixed
+    cli::RunSignature sig;
+    {
+        char num[160];
+        std::snprintf(num, sizeof num, "%.17g,%.17g,%d,%d,%d,%d,%d,%d,%.9g,%d,%.9g,%u", P.tau, P.delta, P.every,
+                      (int) P.online, (int) P.paper_mode, P.fast_cap, P.slow_cap, (int) P.confidence, a.sampling.temp,
+                      a.sampling.top_k, a.sampling.top_p, a.sampling.seed);
+        sig.add("model", cli::weights_fingerprint(a.model.path))
+            .add("classifier", clf_path.empty() ? "none" : cli::weights_fingerprint(clf_path))
+            .add("policy", policy)
+            .add("table", table ? "yes" : "no")
+            .add("give_up", give_up)
+            .add("split", train_split ? "train" : "held-out")
+            .add("prompt", fmt.name + ":" + cli::text_hash(fmt.fast_prefix + "|" + fmt.slow_prefix + "|" + fmt.think_close))
+            .add("params", num)
+            .add("ctx", std::to_string(s.n_ctx()))
+            .add("ctk", a.session.cache_type_k)
+            .add("ctv", a.session.cache_type_v)
+            .add("fa", a.session.flash_attn);
+    }
+    std::map<std::string, json> done;
     std::ofstream o;
     if (!out.empty()) {
-        o.open(out);
+        done = cli::resume_records(out, sig);
+        o.open(out, std::ios::app | std::ios::binary);
         if (!o) throw Error("cannot write " + out);
+        if (!done.empty()) std::fprintf(stderr, "think: %zu problems already in %s (read back, not rerun)\n", done.size(), out.c_str());
     }
+    auto write_record = [&](json & j) {
+        j["run"] = sig.str();
+        o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        o.flush();
+        if (!o) throw Error("write failed: " + out + " (disk full?)");
+    };
 
     if (!table) {
         PolicyStats st;
@@ -189,14 +251,16 @@ static int cmd_think(int argc, char ** argv) {
         std::vector<double> conf;
         std::vector<int> lab;
         for (size_t i = 0; i < items.size(); ++i) {
-            Run x = run_policy(tr, items[i], P.policy, P.tau, P.delta, P.online, P.paper_mode);
+            auto d = done.find(items[i].row.id);
+            const bool resumed = d != done.end();
+            Run x = resumed ? run_from_json(d->second) : run_policy(tr, items[i], P.policy, P.tau, P.delta, P.online, P.paper_mode);
             st.add(x.r, x.ok);
             if (x.r.confidence) { conf.push_back(*x.r.confidence); lab.push_back(x.ok); }
-            if (o) {
+            if (o.is_open() && !resumed) {
                 json j = {{"id", items[i].row.id}, {"reference", items[i].row.reference}};
                 j.update(result_json(x.r, x.ok));
                 if (P.trace) j["scores"] = x.r.scores;
-                o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+                write_record(j);
             }
             if ((i + 1) % 20 == 0) std::fprintf(stderr, "[%zu/%zu] accuracy %.1f%%\n", i + 1, items.size(), st.accuracy());
         }
@@ -237,9 +301,11 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<int> lab, lab_slow, lab_fast;
     for (size_t i = 0; i < items.size(); ++i) {
         const ThinkItem & it = items[i];
-        Run f = run_policy(tr, it, ThinkPolicyKind::AlwaysFast, P.tau, P.delta, false, false);
-        Run sl = run_policy(tr, it, ThinkPolicyKind::AlwaysSlow, P.tau, P.delta, false, false);
-        Run on = run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, false);
+        auto d = done.find(it.row.id);
+        const bool resumed = d != done.end();
+        Run f = resumed ? run_from_json(d->second.at("fast")) : run_policy(tr, it, ThinkPolicyKind::AlwaysFast, P.tau, P.delta, false, false);
+        Run sl = resumed ? run_from_json(d->second.at("slow")) : run_policy(tr, it, ThinkPolicyKind::AlwaysSlow, P.tau, P.delta, false, false);
+        Run on = resumed ? run_from_json(d->second.at("online")) : run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, false);
         const double score = on.r.initial_score;
         const Run & init = on.r.first_mode == ThinkMode::Fast ? f : sl;
         s_fast.add(f.r, f.ok);
@@ -269,7 +335,7 @@ static int cmd_think(int argc, char ** argv) {
         json j = {{"id", it.row.id}, {"level", it.level}, {"reference", it.row.reference}, {"score", score},
                   {"fast", result_json(f.r, f.ok)}, {"slow", result_json(sl.r, sl.ok)}, {"online", result_json(on.r, on.ok)}};
         if (P.paper_mode) {
-            Run pm = run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, true);
+            Run pm = resumed ? run_from_json(d->second.at("paper")) : run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, true);
             s_paper.add(pm.r, pm.ok);
             j["paper"] = result_json(pm.r, pm.ok);
         }
@@ -290,7 +356,7 @@ static int cmd_think(int argc, char ** argv) {
                 }
             }
         }
-        if (o) o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        if (o.is_open() && !resumed) write_record(j);
         if ((i + 1) % 20 == 0 || i + 1 == items.size())
             std::fprintf(stderr, "[%zu/%zu] fast %.1f%% slow %.1f%% online %.1f%%\n", i + 1, items.size(), s_fast.accuracy(),
                          s_slow.accuracy(), s_online.accuracy());

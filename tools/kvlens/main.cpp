@@ -1,7 +1,9 @@
 // kvlens — the KV cache an LLM keeps anyway is a free representation.
 #include "command.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -49,10 +51,18 @@ int main(int argc, char ** argv) {
     }
     std::string prog = std::string("kvlens ") + argv[1];
     argv[1] = prog.data();
+    int rc;
     try {
-        return it->second.run(argc - 1, argv + 1);
+        rc = it->second.run(argc - 1, argv + 1);
     } catch (const std::exception & e) {
         std::fprintf(stderr, "kvlens: error: %s\n", e.what());
-        return 1;
+        rc = 1;
     }
+    // what went to stdout must have arrived (a full disk, /dev/full, a closed pipe): never exit 0 having lost it
+    errno = 0;
+    if ((std::fflush(stdout) != 0 || std::ferror(stdout)) && rc == 0) {
+        std::fprintf(stderr, "kvlens: error: cannot write to standard output: %s\n", std::strerror(errno ? errno : EIO));
+        rc = 1;
+    }
+    return rc;
 }

@@ -181,9 +181,14 @@ HParams read_hparams(const std::string & path, std::map<std::string, int64_t> * 
     auto u32 = [&](const char * k) {
         const int64_t id = gguf_find_key(g, k);
         if (id < 0) throw std::runtime_error(path + ": missing " + k);
+        if (gguf_get_kv_type(g, id) != GGUF_TYPE_UINT32) throw std::runtime_error(path + ": " + k + " is not a uint32");
         return int(gguf_get_val_u32(g, id));
     };
-    auto f32 = [&](const char * k) { return gguf_get_val_f32(g, gguf_find_key(g, k)); };
+    auto f32 = [&](const char * k) {
+        const int64_t id = gguf_find_key(g, k);  // gguf_get_val_* abort on a missing key or another type
+        if (id < 0 || gguf_get_kv_type(g, id) != GGUF_TYPE_FLOAT32) throw std::runtime_error(path + ": missing float32 " + k);
+        return gguf_get_val_f32(g, id);
+    };
     HParams h;
     h.n_ctx = u32("qwen3.context_length");
     h.n_embd = u32("qwen3.embedding_length");
@@ -194,7 +199,9 @@ HParams read_hparams(const std::string & path, std::map<std::string, int64_t> * 
     h.head_dim = u32("qwen3.attention.key_length");
     h.rms_eps = f32("qwen3.attention.layer_norm_rms_epsilon");
     h.rope_base = f32("qwen3.rope.freq_base");
-    h.n_vocab = int(gguf_get_arr_n(g, gguf_find_key(g, "tokenizer.ggml.tokens")));
+    const int64_t tok = gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (tok < 0 || gguf_get_kv_type(g, tok) != GGUF_TYPE_ARRAY) throw std::runtime_error(path + ": no tokenizer.ggml.tokens array");
+    h.n_vocab = int(gguf_get_arr_n(g, tok));
     if (extra) {
         for (int64_t i = 0; i < gguf_get_n_kv(g); ++i) {
             if (gguf_get_kv_type(g, i) == GGUF_TYPE_INT64) (*extra)[gguf_get_key(g, i)] = gguf_get_val_i64(g, i);
