@@ -331,7 +331,7 @@ TEST_F(BadInput, CoeRefusesEmptyDataAndMixedResumes) {
     expect_one_clear_error(kvlens(c + "-m " + R + " --layers last:2"), "other settings (layers");
     expect_one_clear_error(kvlens(c + "-m " + R + " -n 64"), "other settings (cap");
     expect_one_clear_error(kvlens(c + "-m " + R + " -ctk f32"), "other settings");
-    expect_one_clear_error(kvlens(c + "-m " + M + " --mode slow --chat-template chatml"), "other settings (model");
+    expect_one_clear_error(kvlens(c + "-m " + M + " --mode slow --prompt-format qwen3"), "other settings (model");
     EXPECT_EQ(slurp(dir.path + "/r.jsonl"), before) << "a refused resume changed the records";
     o = kvlens(c + "-m " + R);  // the same settings: resumes, the third row only
     ASSERT_EQ(o.rc, 0) << o.out;

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "kvlens/arith.h"
 #include "kvlens/coe_run.h"
@@ -81,5 +84,48 @@ TEST(CoeEngine, BatchedSamplesEqualSessionSamples) {
         expect_close(b.kv_layer, a.kv_layer, "kv_layer", (int) i);
         expect_close(b.hidden, a.hidden, "hidden", (int) i);
         EXPECT_EQ(b.state_floats, a.state_floats) << i;
+    }
+}
+
+// `kvlens coe -np 4` writes the records of `-np 1` in the same order (text, tokens, correctness equal; scores within
+// 1e-5 with an f32 cache), and a -np 4 run resumes a -np 1 file.
+TEST(CoeEngine, CliParallelRecordsEqualSequential) {
+    const std::string model = std::string(KVLENS_SOURCE_DIR) + "/models/kvlens-reasoner.gguf";
+    KVLENS_REQUIRE_FILE(model);
+    test::TempDir d;
+    const std::string bin = test::kvlens_bin(), data = d.path + "/a.jsonl";
+    std::string out;
+    ASSERT_EQ(test::run(bin + " arith -n 8 --seed 5 -o " + data, &out), 0) << out;
+    const std::string base = bin + " coe -m " + model + " --data " + data + " --format arith -t 2 -ctk f32 -ctv f32 -fa off";
+    ASSERT_EQ(test::run(base + " -o " + d.path + "/one.jsonl", &out), 0) << out;
+    ASSERT_EQ(test::run(base + " -np 4 -o " + d.path + "/four.jsonl", &out), 0) << out;
+    ASSERT_EQ(test::run(base + " --limit 3 -o " + d.path + "/resumed.jsonl", &out), 0) << out;
+    ASSERT_EQ(test::run(base + " -np 4 -o " + d.path + "/resumed.jsonl", &out), 0) << out;
+    EXPECT_NE(out.find("3 done already, 5 to run"), std::string::npos) << out;
+    auto read = [](const std::string & p) {
+        std::vector<nlohmann::json> r;
+        std::ifstream in(p);
+        for (std::string l; std::getline(in, l);) r.push_back(nlohmann::json::parse(l));
+        return r;
+    };
+    const auto one = read(d.path + "/one.jsonl");
+    ASSERT_EQ(one.size(), 8u);
+    for (const char * other : {"/four.jsonl", "/resumed.jsonl"}) {
+        const auto b = read(d.path + other);
+        ASSERT_EQ(b.size(), one.size()) << other;
+        for (size_t i = 0; i < one.size(); ++i)
+            for (auto & [k, v] : one[i].items()) {
+                if (k == "seconds") continue;
+                const auto & w = b[i][k];
+                if (v.is_number_float()) {
+                    EXPECT_NEAR(w.get<double>(), v.get<double>(), 1e-5 * std::max(1.0, std::fabs(v.get<double>()))) << other << " " << i << " " << k;
+                } else if (v.is_object() && !v.empty() && v.begin()->is_number()) {
+                    for (auto & [kk, vv] : v.items())
+                        EXPECT_NEAR(w[kk].get<double>(), vv.get<double>(), 1e-5 * std::max(1.0, std::fabs(vv.get<double>())))
+                            << other << " " << i << " " << k << "." << kk;
+                } else {
+                    EXPECT_EQ(w, v) << other << " " << i << " " << k;
+                }
+            }
     }
 }

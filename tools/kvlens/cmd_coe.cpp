@@ -18,6 +18,7 @@
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/coe_run.h"
+#include "kvlens/engine.h"
 #include "kvlens/error.h"
 
 using namespace kvlens;
@@ -83,6 +84,10 @@ static int cmd_coe(int argc, char ** argv) {
     app.add_flag("--l2", l2, "L2-normalise each token's x_t on the KV token axis");
     cli::PromptArgs pa;
     cli::add_prompt_flags(app, pa);
+    int n_parallel = 1;
+    app.add_option("--np,--parallel", n_parallel,
+                   "sequences decoded together (-np; -c is then the whole cache, split evenly; default -c: the "
+                   "model's context for each)")->capture_default_str();
     app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     const bool cap_given = app.count("--max-tokens") > 0 && max_tokens != -1;
@@ -123,11 +128,30 @@ static int cmd_coe(int argc, char ** argv) {
     ro.layers = parse_layers(layers_spec, model->facts().n_layer);
     ro.kv_part = parse_kv_part(kv_part);
     ro.l2_normalize = l2;
-    Session session(model, a.session);
-    SamplingParams greedy;
-    greedy.temp = 0;
-    session.set_sampling(greedy);
-    CoeRunner runner(session, ro);
+    if (n_parallel < 1) throw Error("-np must be >= 1");
+    std::unique_ptr<Session> session;
+    std::unique_ptr<CoeRunner> runner;
+    std::unique_ptr<Engine> engine;
+    int n_ctx = 0;  // what one sequence may hold
+    if (n_parallel == 1) {
+        session = std::make_unique<Session>(model, a.session);
+        SamplingParams greedy;
+        greedy.temp = 0;
+        session->set_sampling(greedy);
+        runner = std::make_unique<CoeRunner>(*session, ro);
+        n_ctx = session->n_ctx();
+    } else {
+        EngineParams ep;
+        ep.session = a.session;
+        if (ep.session.n_ctx == 0) {  // each sequence gets what -np 1 would have
+            const int n_train = model->facts().n_ctx_train;
+            ep.session.n_ctx = std::min(n_train > 0 ? n_train : 4096, 4096) * n_parallel;
+        }
+        ep.n_parallel = n_parallel;
+        engine = std::make_unique<Engine>(model, ep);
+        engine->set_tap(coe_tap_spec(ro, model->facts().n_layer));
+        n_ctx = engine->n_ctx_seq();
+    }
     // everything that shapes a record: a resumed file made with other settings is refused, not mixed
     cli::RunSignature sig;
     std::string layer_list;
@@ -142,7 +166,7 @@ static int cmd_coe(int argc, char ** argv) {
         .add("kv_part", kv_part)
         .add("l2", l2 ? "on" : "off")
         .add("cap", std::to_string(max_tokens))
-        .add("ctx", std::to_string(session.n_ctx()))
+        .add("ctx", std::to_string(n_ctx))
         .add("ctk", a.session.cache_type_k)
         .add("ctv", a.session.cache_type_v)
         .add("fa", a.session.flash_attn);
@@ -154,20 +178,20 @@ static int cmd_coe(int argc, char ** argv) {
     for (auto & r : rows) todo += done.count(r.id) ? 0 : 1;
     std::fprintf(stderr, "coe: %zu rows, %d done already, %d to run; %s, %d layers, mode %s, cap %s tokens, ctx %d\n",
                  rows.size(), n_done_before, todo, model->facts().arch.c_str(), (int) ro.layers.size(), mode.c_str(),
-                 max_tokens == INT_MAX ? "the context's" : std::to_string(max_tokens).c_str(), session.n_ctx());
+                 max_tokens == INT_MAX ? "the context's" : std::to_string(max_tokens).c_str(), n_ctx);
 
     using clk = std::chrono::steady_clock;
     const auto t0 = clk::now();
     auto last_print = t0;
     long n_tok = 0;
     int n_run = 0, n_cap = 0, n_null = 0, n_short_cap = 0;
-    for (auto & row : rows) {
-        if (done.count(row.id)) continue;
+    auto prompt_of = [&](const BenchRow & row) {
         auto toks = chat ? pf.tokens(*model, row.prompt, pmode) : PromptFormat::tokenize(*model, row.prompt);
         if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
-        CoeSample s = runner.run(toks);
+        return toks;
+    };
+    auto write_record = [&](const BenchRow & row, const CoeSample & s) {
         if (s.cap < max_tokens) ++n_short_cap;
-
         CoeRecord rec;
         rec.id = row.id;
         rec.info["format"] = to_string(fmt);
@@ -199,8 +223,35 @@ static int cmd_coe(int argc, char ** argv) {
                          n_done_before + n_run, (int) rows.size(), sps, n_tok / el, fmt_duration((todo - n_run) / sps).c_str(),
                          (double) n_correct / (n_done_before + n_run), n_cap, n_null);
         }
+    };
+    if (runner) {
+        for (auto & row : rows) {
+            if (done.count(row.id)) continue;
+            write_record(row, runner->run(prompt_of(row)));
+        }
+    } else {
+        // the engine answers up to -np rows at once; records are written in the data's order as they complete
+        std::vector<const BenchRow *> order;
+        for (auto & row : rows)
+            if (!done.count(row.id)) order.push_back(&row);
+        std::vector<std::unique_ptr<CoeJob>> jobs(order.size());
+        size_t next = 0, flushed = 0;
+        auto flush = [&]() {
+            while (flushed < next && jobs[flushed] && jobs[flushed]->finished()) {
+                write_record(*order[flushed], jobs[flushed]->sample());
+                jobs[flushed].reset();
+                ++flushed;
+            }
+        };
+        engine->run([&]() -> SeqJob * {
+            flush();
+            if (next == order.size()) return nullptr;
+            jobs[next] = std::make_unique<CoeJob>(*model, ro, prompt_of(*order[next]), n_ctx);
+            return jobs[next++].get();
+        });
+        flush();
     }
-    if (n_short_cap && cap_given) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, session.n_ctx());
+    if (n_short_cap && cap_given) std::fprintf(stderr, "coe: note: %d samples had a cap below %d tokens (context %d, -c)\n", n_short_cap, max_tokens, n_ctx);
     const int total = n_done_before + n_run;
     std::fprintf(stderr, "coe: done: %d records in %s (%d new), accuracy %.3f, %d of the new hit the cap\n", total, out_path.c_str(),
                  n_run, total ? (double) n_correct / total : 0.0, n_cap);
