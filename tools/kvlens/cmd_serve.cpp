@@ -417,6 +417,8 @@ struct Server {
     std::mutex jobs_mu;
     std::map<std::string, std::weak_ptr<Job>> live;  // id -> running chat, for /control
     std::atomic<long long> next_id{1};
+    std::atomic<int> inflight{0};      // chat/completion requests between submit and their last byte
+    std::atomic<bool> draining{false};  // after SIGINT/SIGTERM: new requests get 503
     long long started = (long long) std::time(nullptr);
 
     std::string new_id(const char * prefix) {
@@ -549,6 +551,7 @@ struct Server {
 
     // Queue a job; stream its events or wait for the end.
     void run_job(std::shared_ptr<Job> job, bool stream, const httplib::Request & req, httplib::Response & res) {
+        if (draining) throw ApiError(503, "unavailable_error", "the server is shutting down");
         if (!engine->submit(job)) throw ApiError(503, "unavailable_error", "the server is busy: the request queue is full");
         const bool chat = job->kind == Job::Chat;
         const std::string id = job->id;
@@ -557,7 +560,9 @@ struct Server {
             std::lock_guard<std::mutex> l(jobs_mu);
             live[id] = job;
         }
+        ++inflight;
         auto forget = [this, id, chat] {
+            --inflight;
             if (!chat) return;
             std::lock_guard<std::mutex> l(jobs_mu);
             live.erase(id);
@@ -639,7 +644,6 @@ struct Server {
                     if (!e->content.empty()) d["content"] = e->content;
                     ok = ok && send(chunk(d, nullptr));
                 } else {
-                    forget();
                     if (e->kind == Event::Error) {
                         send(error_body(e->result["status"], e->result["type"], e->result["message"]));
                     } else {
@@ -651,6 +655,7 @@ struct Server {
                     const std::string done = "data: [DONE]\n\n";
                     sink.write(done.data(), done.size());
                     sink.done();
+                    forget();
                     return true;
                 }
                 if (!ok) {  // the client went away: cancel its generation
@@ -912,7 +917,15 @@ static int cmd_serve(int argc, char ** argv) {
     }
     // SIGINT/SIGTERM: stop accepting, let the running handlers (and their jobs) finish, then the engine, exit 0.
     while (!g_signal && svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (g_signal) std::fprintf(stderr, "serve: signal %d: finishing in-flight requests\n", (int) g_signal);
+    if (g_signal) {
+        // stop accepting work (503), let the requests in flight finish (bounded by --timeout), then close
+        S.draining = true;
+        std::fprintf(stderr, "serve: signal %d: finishing %d in-flight request(s)\n", (int) g_signal, S.inflight.load());
+        auto t0 = Clock::now();
+        while (S.inflight > 0 && Clock::now() - t0 < std::chrono::seconds(timeout))
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the last bytes leave the socket
+    }
     svr.stop();
     http.join();
     S.engine->shutdown();
