@@ -21,6 +21,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# kvlens serve's real-client test: the official OpenAI Node SDK (tests/apps/node/package.json), only when missing
+NODE_DIR="$ROOT/tests/apps/node"
+if [ -f "$NODE_DIR/package.json" ] && [ ! -d "$NODE_DIR/node_modules/openai" ] && command -v npm >/dev/null 2>&1; then
+  echo "deps: installing the openai npm package into tests/apps/node" >&2
+  if [ -f "$NODE_DIR/package-lock.json" ]; then
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent) || echo "deps: warning: npm ci failed (the Node SDK test will skip)" >&2
+  else
+    (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent) || echo "deps: warning: npm install failed (the Node SDK test will skip)" >&2
+  fi
+fi
+
 if [ -d "$LLAMA_DIR/.git" ] && [ "$(git -C "$LLAMA_DIR" rev-parse HEAD)" = "$PIN_COMMIT" ]; then
   exit 0
 fi

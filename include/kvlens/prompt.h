@@ -40,6 +40,10 @@ struct PromptFormat {
 
     // The user turn + assistant opener for a question (no mode prefix).
     std::string render(const Model & m, const std::string & question) const;
+    // A conversation (system/user/assistant turns, the last one a user turn) + assistant opener, no mode prefix.
+    // For one user turn it equals render(m, content). Throws kvlens::Error for an empty list, a role other than
+    // system/user/assistant, or a last turn that is not the user's.
+    std::string render_messages(const Model & m, const std::vector<ChatMessage> & msgs) const;
     const std::string & prefix(PromptMode mode) const;
     // Tokens with BOS exactly as the model's tokenizer wants it (once, also when the text already starts with it).
     static std::vector<Token> tokenize(const Model & m, const std::string & text);

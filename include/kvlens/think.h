@@ -96,6 +96,32 @@ struct ThinkResult {
     double seconds = 0;             // whole run
     std::optional<double> confidence;  // KV-CoE C (layer axis) of the generated tokens; higher = more confident
     std::vector<std::pair<int, float>> scores;  // (generated tokens, score) when params.trace
+    // Runs with ThinkHooks (kvlens serve):
+    bool stopped = false;           // on_event returned false (stop string, token limit, cancelled client)
+    bool ended_thinking = false;    // end_thinking closed the think (control text appended, counted in control_tokens)
+    std::optional<double> maxprob;  // mean max softmax probability of the sampled tokens (when hooks.maxprob)
+};
+
+// What a run appends to the assistant turn, in order, as it happens (streaming servers).
+struct ThinkEvent {
+    enum Kind { Prefix, Token, Control } kind;  // mode prefix | a sampled token | switch or end-of-thinking text
+    const std::string & text;       // the piece (special tokens rendered)
+    kvlens::Token id = -1;          // Token: the sampled id
+    bool eog = false;               // Token: an end-of-generation token (sampled, counted, never evaluated)
+    int generated = 0;              // sampled tokens so far, this one included
+};
+
+struct ThinkHooks {
+    std::function<bool(const ThinkEvent &)> on_event;  // false after a Token: stop generating now (result.stopped)
+    std::function<bool()> end_thinking;  // polled before each sample: true = close an open think now ("</think>\n\n")
+    bool maxprob = false;                // compute ThinkResult::maxprob (a softmax per token)
+};
+
+// A question for ThinkRunner::run: the raw question (scored alone by "raw" classifiers) and, for conversations,
+// the rendered turns + assistant opener (PromptFormat::render_messages); empty = render(question).
+struct ThinkInput {
+    std::string question;
+    std::string rendered;
 };
 
 // Runs questions on one Session (the tap is set by the runner). clf may be null for always-fast/slow.
@@ -107,6 +133,8 @@ public:
     ThinkRunner & operator=(const ThinkRunner &) = delete;
 
     ThinkResult run(const std::string & question);
+    // The same with a pre-rendered conversation and hooks; run(q) == run({q, ""}, {}).
+    ThinkResult run(const ThinkInput & in, const ThinkHooks & hooks);
     // The initial score of a question without generating (scores the prompt window). Leaves the prompt evaluated.
     double initial_score(const std::string & question);
     ThinkParams & params() { return p_; }
@@ -114,7 +142,7 @@ public:
 
 private:
     struct Gen;
-    int prefill_prompt(const std::string & question, ThinkResult & r);
+    int prefill_prompt(const ThinkInput & in, ThinkResult & r);
     double score_window(ThinkResult & r);
     void generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act);
     int room(int reserve) const;
@@ -126,6 +154,8 @@ private:
     ThinkParams p_;
     std::unique_ptr<KvWindow> window_;
     std::unique_ptr<KvCoeConsumer> coe_;
+    const ThinkHooks * hooks_ = nullptr;  // during run(in, hooks)
+    double maxprob_sum_ = 0;
 };
 
 }  // namespace kvlens

@@ -93,15 +93,29 @@ double ThinkRunner::score_window(ThinkResult & r) {
 }
 
 // Evaluates the chat-wrapped prompt; scores the prompt (chat window, or the raw question first for "raw").
-int ThinkRunner::prefill_prompt(const std::string & q, ThinkResult & r) {
+int ThinkRunner::prefill_prompt(const ThinkInput & in, ThinkResult & r) {
+    const std::string & q = in.question;
     if (q.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("empty question");
     const Model & m = s_.model();
     auto tok = [&](const std::string & text) { return PromptFormat::tokenize(m, text); };
-    auto toks = tok(fmt_.render(m, q));
+    const std::string user = in.rendered.empty() ? fmt_.render(m, q) : in.rendered;
+    auto toks = tok(user);
     // user turn + either prefix must tokenize as the whole text does (throws otherwise)
-    const int n_slow = (int) fmt_.tokens(m, q, PromptMode::Slow).size();
-    const int n_fast = (int) fmt_.tokens(m, q, PromptMode::Fast).size();
-    const int need = std::max(n_slow, n_fast) + 8;
+    int need = 0;
+    for (PromptMode mode : {PromptMode::Slow, PromptMode::Fast}) {
+        if (in.rendered.empty()) {
+            need = std::max(need, (int) fmt_.tokens(m, q, mode).size());
+            continue;
+        }
+        auto t = toks;
+        const auto pre = m.tokenize(fmt_.prefix(mode), false, true);
+        t.insert(t.end(), pre.begin(), pre.end());
+        if (t != tok(user + fmt_.prefix(mode)))
+            throw Error("the conversation and the " + std::string(to_string(mode)) +
+                        " prefix do not tokenize as their concatenation does");
+        need = std::max(need, (int) t.size());
+    }
+    need += 8;
     if (need > s_.n_ctx())
         throw Error("question of " + std::to_string(toks.size()) + " prompt tokens does not fit the context of " +
                     std::to_string(s_.n_ctx()) + " tokens (-c) with room to answer");
@@ -123,7 +137,7 @@ double ThinkRunner::initial_score(const std::string & q) {
     ThinkResult r;
     ThinkParams keep = p_;
     p_.policy = ThinkPolicyKind::Classifier;
-    prefill_prompt(q, r);
+    prefill_prompt(ThinkInput{q, ""}, r);
     p_ = keep;
     return r.initial_score;
 }
@@ -137,6 +151,17 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
     int used = 0;
     bool closed = false;
     while (true) {
+        if (hooks_ && hooks_->end_thinking && pol.mode() == ThinkMode::Slow && !closed && !r.ended_thinking &&
+            hooks_->end_thinking() && room(g.reserve + 1) >= 0) {
+            // the client ends the thinking (llama-server's reasoning_end): close it on the live sequence
+            const int before = s_.n_past();
+            s_.append_text(fmt_.to_fast);
+            r.control_tokens += s_.n_past() - before;
+            r.output += fmt_.to_fast;
+            r.ended_thinking = true;
+            closed = true;
+            if (hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Control, fmt_.to_fast});
+        }
         if (used >= budget || room(g.reserve) < 1) {
             r.hit_cap = true;  // stopped by the cap or the context end
             break;
@@ -147,6 +172,13 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         g.tokens.push_back(t);
         const std::string piece = m.piece(t, true);
         r.output += piece;
+        if (hooks_) {
+            if (hooks_->maxprob) maxprob_sum_ += softmax_stats(s_.logits(), m.facts().n_vocab, t).maxprob;
+            if (hooks_->on_event && !hooks_->on_event(ThinkEvent{ThinkEvent::Token, piece, t, m.is_eog(t), r.generated})) {
+                r.stopped = true;
+                break;
+            }
+        }
         if (m.is_eog(t)) break;  // sampled and counted, not evaluated (as Session::generate)
         s_.eval({t});
         if (piece.find(fmt_.think_close) != std::string::npos) closed = true;
@@ -161,6 +193,7 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         s_.append_text(ctl);
         r.control_tokens += s_.n_past() - before;
         r.output += ctl;
+        if (hooks_ && hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Control, ctl});
         used = 0;
         closed = false;
         budget = *to == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
@@ -197,11 +230,21 @@ void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt) {
     r.generated_paper = cut + (r.generated - before);
 }
 
-ThinkResult ThinkRunner::run(const std::string & question) {
+ThinkResult ThinkRunner::run(const std::string & question) { return run(ThinkInput{question, ""}, ThinkHooks{}); }
+
+ThinkResult ThinkRunner::run(const ThinkInput & in, const ThinkHooks & hooks) {
+    struct Reset {
+        const ThinkHooks *& h;
+        ~Reset() { h = nullptr; }
+    } reset{hooks_};
+    hooks_ = hooks.on_event || hooks.end_thinking || hooks.maxprob ? &hooks : nullptr;
+    if (hooks_ && p_.paper_mode) throw Error("paper mode runs without hooks");
+    maxprob_sum_ = 0;
+    const std::string & question = in.question;
     auto t0 = Clock::now();
     ThinkResult r;
     r.question = question;
-    const int n_prompt = prefill_prompt(question, r);
+    const int n_prompt = prefill_prompt(in, r);
     ThinkPolicy pol(p_);
     ThinkMode mode = p_.policy == ThinkPolicyKind::AlwaysFast   ? ThinkMode::Fast
                      : p_.policy == ThinkPolicyKind::AlwaysSlow ? ThinkMode::Slow
@@ -214,6 +257,7 @@ ThinkResult ThinkRunner::run(const std::string & question) {
     r.control_tokens = s_.n_past() - n_prompt;
     if (p_.verbose_prompt) print_verbose_prompt(s_.model(), fmt_.tokens(s_.model(), question, to_prompt_mode(mode)));
     r.output = prefix;
+    if (hooks_ && hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Prefix, prefix});
     pol.start(mode, r.gave_up);
     if (p_.paper_mode && p_.online && p_.policy == ThinkPolicyKind::Classifier) {
         run_paper(pol, r, n_prompt);
@@ -233,6 +277,7 @@ ThinkResult ThinkRunner::run(const std::string & question) {
     if (coe_) {
         if (auto c = coe_->layer_axis()) r.confidence = c->c;
     }
+    if (hooks_ && hooks_->maxprob && r.generated > 0) r.maxprob = maxprob_sum_ / r.generated;
     r.seconds = since(t0);
     return r;
 }

@@ -28,12 +28,14 @@ size_t common_prefix(const std::string & a, const std::string & b) {
     return i;
 }
 
-std::string render_with(const PromptFormat::Impl & im, const std::string & q, bool thinking, bool add_gen) {
+std::string render_with(const PromptFormat::Impl & im, const std::vector<ChatMessage> & msgs, bool thinking, bool add_gen) {
     common_chat_templates_inputs in;
-    common_chat_msg msg;
-    msg.role = "user";
-    msg.content = q;
-    in.messages = {msg};
+    for (const auto & m : msgs) {
+        common_chat_msg msg;
+        msg.role = m.role;
+        msg.content = m.content;
+        in.messages.push_back(msg);
+    }
     in.add_generation_prompt = add_gen;
     in.use_jinja = im.jinja;
     in.enable_thinking = thinking;
@@ -42,6 +44,10 @@ std::string render_with(const PromptFormat::Impl & im, const std::string & q, bo
     } catch (const std::exception & e) {
         throw Error(std::string("the chat template cannot render a user turn: ") + e.what());
     }
+}
+
+std::string render_with(const PromptFormat::Impl & im, const std::string & q, bool thinking, bool add_gen) {
+    return render_with(im, std::vector<ChatMessage>{{"user", q}}, thinking, add_gen);
 }
 
 bool is_builtin_name(const std::string & t) {
@@ -89,6 +95,32 @@ std::string PromptFormat::render(const Model & m, const std::string & q) const {
     std::string t = render_with(*impl, q, true, true);
     if (!ends_with(t, impl->none_tail))
         throw Error("the chat template renders this question without its usual generation prompt");
+    t.resize(t.size() - impl->none_tail.size());
+    return t;
+}
+
+std::string PromptFormat::render_messages(const Model & m, const std::vector<ChatMessage> & msgs) const {
+    if (msgs.empty()) throw Error("no messages");
+    for (const auto & x : msgs)
+        if (x.role != "system" && x.role != "user" && x.role != "assistant")
+            throw Error("unknown message role '" + x.role + "' (system, user, assistant)");
+    if (msgs.back().role != "user") throw Error("the last message must be the user's");
+    if (msgs.size() == 1) return render(m, msgs[0].content);
+    if (!impl) {  // hand-written formats: ChatML or R1's tags, turn by turn
+        std::string t;
+        for (const auto & x : msgs) {
+            if (name == "r1") {
+                t += x.role == "system" ? x.content : x.role == "user" ? "<｜User｜>" + x.content
+                                                                       : "<｜Assistant｜>" + x.content + "<｜end▁of▁sentence｜>";
+            } else {
+                t += "<|im_start|>" + x.role + "\n" + x.content + "<|im_end|>\n";
+            }
+        }
+        return t + (name == "r1" ? "<｜Assistant｜>" : "<|im_start|>assistant\n");
+    }
+    std::string t = render_with(*impl, msgs, true, true);
+    if (!ends_with(t, impl->none_tail))
+        throw Error("the chat template renders this conversation without its usual generation prompt");
     t.resize(t.size() - impl->none_tail.size());
     return t;
 }

@@ -1,0 +1,936 @@
+// kvlens serve: an OpenAI-compatible HTTP server (llama-server's API) on kvlens's own Session/ThinkRunner, so every
+// answer can think adaptively (KV classifier + online switch) and carries its KV-CoE confidence.
+// HTTP: cpp-httplib (the copy vendored in the pinned llama.cpp, already linked through llama-common).
+// Model side: serve_engine.h's Engine; this cut has one slot (-np 1): one Session, one worker, a bounded FIFO.
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+// the same settings the vendored library is compiled with (vendor/cpp-httplib/CMakeLists.txt)
+#define CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH 1048576
+#define CPPHTTPLIB_LISTEN_BACKLOG 512
+#define CPPHTTPLIB_REQUEST_URI_MAX_LENGTH 32768
+#define CPPHTTPLIB_TCP_NODELAY 1
+#include <cpp-httplib/httplib.h>
+
+#include "args.h"
+#include "command.h"
+#include "kvlens/embed.h"
+#include "kvlens/error.h"
+#include "kvlens/think.h"
+#include "serve_engine.h"
+#include "serve_text.h"
+
+using namespace kvlens;
+using namespace kvlens::serve;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- errors -----------------------------------------------------------------------------------------
+
+struct ApiError : std::runtime_error {
+    int status;
+    std::string type;
+    ApiError(int st, std::string ty, const std::string & msg) : std::runtime_error(msg), status(st), type(std::move(ty)) {}
+};
+ApiError bad_request(const std::string & m) { return ApiError(400, "invalid_request_error", m); }
+
+json error_body(int status, const std::string & type, const std::string & msg) {
+    return {{"error", {{"code", status}, {"message", msg}, {"type", type}}}};
+}
+
+std::string b64(const void * data, size_t n) {
+    static const char * tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char * p = (const unsigned char *) data;
+    std::string out;
+    out.reserve((n + 2) / 3 * 4);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = p[i] << 16 | (i + 1 < n ? p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        out += tab[v >> 18 & 63];
+        out += tab[v >> 12 & 63];
+        out += i + 1 < n ? tab[v >> 6 & 63] : '=';
+        out += i + 2 < n ? tab[v & 63] : '=';
+    }
+    return out;
+}
+
+// ---- metrics ----------------------------------------------------------------------------------------
+
+struct Metrics {
+    std::mutex mu;
+    std::map<int, long long> by_status;
+    std::atomic<long long> tokens{0}, thinking{0}, switches{0}, prompt_tokens{0}, cancelled{0};
+    std::atomic<long long> decode_us{0};
+    void count(int status) {
+        std::lock_guard<std::mutex> l(mu);
+        ++by_status[status];
+    }
+    std::string text(int queue_depth) {
+        std::ostringstream o;
+        o << "# HELP kvlens_requests_total HTTP requests by status.\n# TYPE kvlens_requests_total counter\n";
+        {
+            std::lock_guard<std::mutex> l(mu);
+            for (auto & [st, n] : by_status) o << "kvlens_requests_total{status=\"" << st << "\"} " << n << "\n";
+        }
+        auto counter = [&](const char * name, const char * help, long long v) {
+            o << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << " " << v << "\n";
+        };
+        counter("kvlens_prompt_tokens_total", "Prompt tokens prefilled.", prompt_tokens);
+        counter("kvlens_tokens_generated_total", "Tokens sampled (completion tokens).", tokens);
+        counter("kvlens_thinking_tokens_total", "Sampled tokens inside a think block.", thinking);
+        counter("kvlens_switches_total", "Online fast/slow switches.", switches);
+        counter("kvlens_cancelled_total", "Generations cancelled by a client that went away.", cancelled);
+        const double s = decode_us / 1e6;
+        o << "# HELP kvlens_queue_depth Requests waiting for a slot.\n# TYPE kvlens_queue_depth gauge\nkvlens_queue_depth "
+          << queue_depth << "\n";
+        o << "# HELP kvlens_decode_tokens_per_second Generated tokens per second of generation time.\n"
+             "# TYPE kvlens_decode_tokens_per_second gauge\nkvlens_decode_tokens_per_second "
+          << (s > 0 ? tokens / s : 0.0) << "\n";
+        return o.str();
+    }
+};
+
+// ---- the one-slot engine ----------------------------------------------------------------------------
+
+struct ServeConfig {
+    std::shared_ptr<Model> model;
+    SessionParams session;
+    SamplingParams sampling;
+    PromptFormat fmt;
+    const KvClassifier * clf = nullptr;
+    ThinkParams think;
+    BatchParams batch;
+    int queue_max = 64;
+    int token_delay_ms = 0;  // testing: sleep after each generated token
+};
+
+class SingleSlotEngine : public Engine {
+public:
+    SingleSlotEngine(const ServeConfig & c, Metrics & m) : c_(c), m_(m) {
+        session_ = std::make_unique<Session>(c_.model, c_.session);
+        ThinkParams tp = c_.think;
+        if (!c_.clf) tp.policy = ThinkPolicyKind::AlwaysSlow;  // each request sets its own policy
+        runner_ = std::make_unique<ThinkRunner>(*session_, c_.clf, c_.fmt, tp);
+        worker_ = std::thread([this] { loop(); });
+    }
+    ~SingleSlotEngine() override { shutdown(); }
+    int n_ctx() const { return session_->n_ctx(); }
+
+    bool submit(std::shared_ptr<Job> job) override {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_ || (int) queue_.size() + busy_ > c_.queue_max) return false;  // one running + queue_max waiting
+        queue_.push_back(std::move(job));
+        cv_.notify_one();
+        return true;
+    }
+    int queue_depth() const override {
+        std::lock_guard<std::mutex> l(mu_);
+        return (int) queue_.size();
+    }
+    int slots() const override { return 1; }
+    void shutdown() override {
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        if (worker_.joinable()) worker_.join();
+    }
+
+private:
+    void loop() {
+        for (;;) {
+            std::shared_ptr<Job> job;
+            {
+                std::unique_lock<std::mutex> l(mu_);
+                cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+                if (queue_.empty()) return;  // stopping, and every queued job done
+                job = queue_.front();
+                queue_.pop_front();
+                busy_ = 1;
+            }
+            struct Idle {
+                SingleSlotEngine * e;
+                ~Idle() {
+                    std::lock_guard<std::mutex> l(e->mu_);
+                    e->busy_ = 0;
+                }
+            } idle{this};
+            if (job->cancelled) {
+                ++m_.cancelled;
+                continue;
+            }
+            try {
+                if (job->kind == Job::Chat) chat(*job);
+                else if (job->kind == Job::Completion) completion(*job);
+                else embed(*job);
+            } catch (const ApiError & e) {
+                job->post({Event::Error, "", "", {{"status", e.status}, {"type", e.type}, {"message", e.what()}}});
+            } catch (const Error & e) {  // kvlens's own checks of the input (tokenization, context room)
+                job->post({Event::Error, "", "", {{"status", 400}, {"type", "invalid_request_error"}, {"message", e.what()}}});
+            } catch (const std::exception & e) {
+                job->post({Event::Error, "", "", {{"status", 500}, {"type", "server_error"}, {"message", e.what()}}});
+            }
+        }
+    }
+
+    static json usage(int prompt, int completion, int reasoning) {
+        return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion},
+                {"completion_tokens_details", {{"reasoning_tokens", reasoning}}}};
+    }
+
+    void chat(Job & job) {
+        ThinkParams & p = runner_->params();
+        p = c_.think;
+        p.policy = job.policy;
+        session_->set_sampling(job.sampling);
+        StopMatcher stop(job.stop);
+        ReasoningSplitter split(c_.fmt.think_open, c_.fmt.think_close);
+        int reasoning_tokens = 0;
+        bool length = false;
+        ThinkHooks h;
+        h.maxprob = true;
+        if (job.reasoning_control) h.end_thinking = [&] { return job.end_thinking.load(); };
+        h.on_event = [&](const ThinkEvent & e) {
+            std::string r, c;
+            if (e.kind == ThinkEvent::Prefix) {
+                split.push(e.text, &r, &c);
+            } else if (e.kind == ThinkEvent::Control) {
+                split.push(stop.flush(), &r, &c);
+                split.control(e.text, &r, &c);
+            } else {
+                if (split.in_reasoning()) ++reasoning_tokens;
+                if (!e.eog) split.push(stop.push(e.text), &r, &c);
+            }
+            if (!r.empty() || !c.empty()) job.post({Event::Delta, r, c, {}});
+            if (c_.token_delay_ms > 0 && e.kind == ThinkEvent::Token)
+                std::this_thread::sleep_for(std::chrono::milliseconds(c_.token_delay_ms));
+            if (job.cancelled || stop.hit()) return false;
+            if (job.max_tokens > 0 && e.generated >= job.max_tokens && !e.eog) {
+                length = true;
+                return false;
+            }
+            return true;
+        };
+        ThinkResult res = runner_->run(job.input, h);
+        std::string r, c;
+        if (!stop.hit()) split.push(stop.flush(), &r, &c);
+        split.finish(&r, &c);
+        if (!r.empty() || !c.empty()) job.post({Event::Delta, r, c, {}});
+        m_.tokens += res.generated;
+        m_.thinking += reasoning_tokens;
+        m_.switches += res.switched;
+        m_.prompt_tokens += res.prompt_tokens;
+        m_.decode_us += (long long) (res.seconds * 1e6);
+        if (job.cancelled) {
+            ++m_.cancelled;
+            return;
+        }
+        auto num = [](double x) { return std::isfinite(x) ? json(x) : json(nullptr); };
+        json kv = {{"first_mode", to_string(res.first_mode)},
+                   {"score", num(res.initial_score)},
+                   {"gave_up", res.gave_up},
+                   {"switched", res.switched},
+                   {"switch_at", res.switched ? json(res.switch_at) : json(nullptr)},
+                   {"switch_score", num(res.switch_score)},
+                   {"final_mode", to_string(res.final_mode)},
+                   {"reasoning_ended", res.ended_thinking},
+                   {"confidence", {{"kv_coe_c", res.confidence ? json(*res.confidence) : json(nullptr)},
+                                   {"maxprob", res.maxprob ? json(*res.maxprob) : json(nullptr)}}},
+                   {"generated", res.generated},
+                   {"control_tokens", res.control_tokens},
+                   {"seconds", res.seconds}};
+        const char * fin = stop.hit() ? "stop" : (length || res.hit_cap) ? "length" : "stop";
+        job.post({Event::Done, "", "", {{"finish_reason", fin}, {"usage", usage(res.prompt_tokens, res.generated, reasoning_tokens)}, {"kvlens", kv}}});
+    }
+
+    void completion(Job & job) {
+        Session & s = *session_;
+        session_->set_sampling(job.sampling);
+        StopMatcher stop(job.stop);
+        s.clear();
+        s.eval(job.prompt);
+        const int room = s.n_ctx() - s.n_past();
+        const int cap = job.max_tokens > 0 ? std::min(job.max_tokens, room) : room;
+        double mp = 0;
+        int n = 0;
+        auto t0 = Clock::now();
+        GenerateResult g = s.generate(cap, [&](const TokenEvent & e) {
+            ++n;
+            mp += e.maxprob;
+            if (!c_.model->is_eog(e.id)) {
+                std::string c = stop.push(e.piece);
+                if (!c.empty()) job.post({Event::Delta, "", c, {}});
+            }
+            return !job.cancelled && !stop.hit();
+        });
+        if (!stop.hit()) {
+            std::string c = stop.flush();
+            if (!c.empty()) job.post({Event::Delta, "", c, {}});
+        }
+        m_.tokens += n;
+        m_.prompt_tokens += (long long) job.prompt.size();
+        m_.decode_us += (long long) (std::chrono::duration<double>(Clock::now() - t0).count() * 1e6);
+        if (job.cancelled) {
+            ++m_.cancelled;
+            return;
+        }
+        const char * fin = stop.hit() || g.hit_eog ? "stop" : "length";
+        json kv = {{"generated", n}, {"confidence", {{"maxprob", n ? json(mp / n) : json(nullptr)}}}};
+        job.post({Event::Done, "", "", {{"finish_reason", fin}, {"usage", usage((int) job.prompt.size(), n, 0)}, {"kvlens", kv}}});
+    }
+
+    void embed(Job & job) {
+        EmbedParams ep;
+        try {
+            ep.pool = PoolConfig::from_knobs("paper", job.pool_knobs);
+        } catch (const Error & e) {
+            throw bad_request(e.what());
+        }
+        ep.batch = c_.batch;
+        const std::string key = ep.pool.describe();
+        auto & emb = embedders_[key];
+        if (!emb) emb = std::make_unique<Embedder>(c_.model, ep);
+        int n_tok = 0;
+        for (size_t i = 0; i < job.texts.size(); ++i) {
+            try {
+                n_tok += (int) emb->tokens(job.texts[i], (int) i + 1).size();
+            } catch (const Error & e) {
+                throw bad_request(e.what());
+            }
+        }
+        EmbedRun r = emb->embed(job.texts);
+        json rows = json::array();
+        for (int i = 0; i < r.n_texts; ++i) rows.push_back(std::vector<float>(r.row(i), r.row(i) + r.dim));
+        job.post({Event::Done, "", "", {{"rows", rows}, {"prompt_tokens", n_tok}, {"pooling", key}}});
+    }
+
+    ServeConfig c_;
+    Metrics & m_;
+    std::unique_ptr<Session> session_;
+    std::unique_ptr<ThinkRunner> runner_;
+    std::map<std::string, std::unique_ptr<Embedder>> embedders_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::shared_ptr<Job>> queue_;
+    bool stopping_ = false;
+    int busy_ = 0;
+    std::thread worker_;
+};
+
+// ---- request parsing (everything is checked here, before the model sees it) --------------------------
+
+const json * field(const json & b, const char * k) {
+    auto it = b.find(k);
+    return it == b.end() || it->is_null() ? nullptr : &*it;
+}
+template <class P, class F>
+void typed(const json & b, const char * k, P && ok, F && set, const char * what) {
+    if (const json * v = field(b, k)) {
+        if (!ok(*v)) throw bad_request(std::string("'") + k + "' must be " + what);
+        set(*v);
+    }
+}
+bool is_bool(const json & v) { return v.is_boolean(); }
+bool is_str(const json & v) { return v.is_string(); }
+bool is_int(const json & v) { return v.is_number_integer() || v.is_number_unsigned(); }
+
+void parse_sampling(const json & b, Job & job, const SamplingParams & def) {
+    job.sampling = def;
+    if (const json * v = field(b, "temperature")) {
+        if (!v->is_number() || v->get<double>() < 0) throw bad_request("'temperature' must be a number >= 0");
+        job.sampling.temp = v->get<float>();
+    }
+    if (const json * v = field(b, "top_p")) {
+        if (!v->is_number() || v->get<double>() < 0 || v->get<double>() > 1) throw bad_request("'top_p' must be a number in [0, 1]");
+        job.sampling.top_p = v->get<float>();
+    }
+    if (const json * v = field(b, "top_k")) {
+        if (!is_int(*v) || v->get<long long>() < 0) throw bad_request("'top_k' must be an integer >= 0");
+        job.sampling.top_k = (int) v->get<long long>();
+    }
+    if (const json * v = field(b, "seed")) {
+        if (!is_int(*v)) throw bad_request("'seed' must be an integer");
+        job.sampling.seed = (uint32_t) v->get<long long>();
+    }
+    for (const char * k : {"max_tokens", "max_completion_tokens", "n_predict"}) {
+        if (const json * v = field(b, k)) {
+            if (!is_int(*v) || v->get<long long>() < -1 || v->get<long long>() == 0 || v->get<long long>() > (1 << 30))
+                throw bad_request(std::string("'") + k + "' must be a positive integer");
+            job.max_tokens = (int) v->get<long long>();
+        }
+    }
+    if (const json * v = field(b, "stop")) {
+        if (v->is_string()) job.stop = {v->get<std::string>()};
+        else if (v->is_array()) {
+            for (auto & s : *v) {
+                if (!s.is_string()) throw bad_request("'stop' must be a string or an array of strings");
+                job.stop.push_back(s.get<std::string>());
+            }
+        } else {
+            throw bad_request("'stop' must be a string or an array of strings");
+        }
+    }
+    if (const json * v = field(b, "n")) {
+        if (!is_int(*v) || v->get<long long>() != 1) throw bad_request("only n = 1 is supported");
+    }
+}
+
+bool parse_stream(const json & b) {
+    bool s = false;
+    typed(b, "stream", is_bool, [&](const json & v) { s = v.get<bool>(); }, "a boolean");
+    return s;
+}
+
+std::string message_text(const json & c) {
+    if (c.is_string()) return c.get<std::string>();
+    if (c.is_array()) {  // content parts: only text
+        std::string t;
+        for (auto & p : c) {
+            if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
+                throw bad_request("message content parts: only {\"type\": \"text\", \"text\": ...} is supported");
+            t += p["text"].get<std::string>();
+        }
+        return t;
+    }
+    throw bad_request("message 'content' must be a string or an array of text parts");
+}
+
+// ---- the server -------------------------------------------------------------------------------------
+
+std::atomic<int> g_signal{0};
+void on_signal(int s) { g_signal = s; }
+
+struct Server {
+    ServeConfig cfg;
+    std::string alias, model_path, api_key;
+    std::atomic<bool> ready{false};
+    std::unique_ptr<SingleSlotEngine> engine;
+    Metrics metrics;
+    std::mutex render_mu;  // the chat template engine is used from the HTTP threads one at a time
+    std::mutex jobs_mu;
+    std::map<std::string, std::weak_ptr<Job>> live;  // id -> running chat, for /control
+    std::atomic<long long> next_id{1};
+    std::atomic<int> inflight{0};      // chat/completion requests between submit and their last byte
+    std::atomic<bool> draining{false};  // after SIGINT/SIGTERM: new requests get 503
+    long long started = (long long) std::time(nullptr);
+
+    std::string new_id(const char * prefix) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%s%llx%06llx", prefix, (long long) started, next_id++);
+        return b;
+    }
+
+    void check_model_name(const json & b) {
+        if (const json * v = field(b, "model")) {
+            if (!v->is_string()) throw bad_request("'model' must be a string");
+            const std::string m = v->get<std::string>();
+            if (m != alias && m != model_path && m != std::filesystem::path(model_path).filename().string())
+                throw ApiError(404, "not_found_error", "model '" + m + "' not found (this server serves '" + alias + "')");
+        }
+    }
+
+    static json parse_body(const httplib::Request & req) {
+        json b;
+        try {
+            b = json::parse(req.body);
+        } catch (const std::exception & e) {
+            throw bad_request(std::string("invalid JSON: ") + e.what());
+        }
+        if (!b.is_object()) throw bad_request("the request body must be a JSON object");
+        return b;
+    }
+
+    void reply_error(httplib::Response & res, int status, const std::string & type, const std::string & msg) {
+        res.status = status;
+        res.set_content(error_body(status, type, msg).dump(), "application/json");
+    }
+
+    // Thinking per request: "thinking" adaptive|fast|slow, or chat_template_kwargs.enable_thinking=false /
+    // reasoning_effort "none" (fast). Default: adaptive with a classifier, else slow (the template's default,
+    // enable_thinking=true).
+    ThinkPolicyKind parse_thinking(const json & b) {
+        std::optional<ThinkPolicyKind> k;
+        if (const json * v = field(b, "chat_template_kwargs")) {
+            if (!v->is_object()) throw bad_request("'chat_template_kwargs' must be an object");
+            if (const json * e = field(*v, "enable_thinking")) {
+                if (!e->is_boolean()) throw bad_request("'chat_template_kwargs.enable_thinking' must be a boolean");
+                if (!e->get<bool>()) k = ThinkPolicyKind::AlwaysFast;
+            }
+        }
+        if (const json * v = field(b, "reasoning_effort")) {
+            if (!v->is_string()) throw bad_request("'reasoning_effort' must be a string");
+            if (v->get<std::string>() == "none") k = ThinkPolicyKind::AlwaysFast;
+        }
+        if (const json * v = field(b, "thinking")) {
+            const std::string t = v->is_string() ? v->get<std::string>() : "";
+            if (t == "adaptive") {
+                if (!cfg.clf) throw bad_request("'thinking': 'adaptive' needs a server started with --classifier");
+                k = ThinkPolicyKind::Classifier;
+            } else if (t == "fast") {
+                k = ThinkPolicyKind::AlwaysFast;
+            } else if (t == "slow") {
+                k = ThinkPolicyKind::AlwaysSlow;
+            } else {
+                throw bad_request("'thinking' must be \"adaptive\", \"fast\" or \"slow\"");
+            }
+        }
+        if (k) return *k;
+        return cfg.clf ? ThinkPolicyKind::Classifier : ThinkPolicyKind::AlwaysSlow;
+    }
+
+    std::shared_ptr<Job> parse_chat(const json & b) {
+        check_model_name(b);
+        auto job = std::make_shared<Job>();
+        job->kind = Job::Chat;
+        const json * msgs = field(b, "messages");
+        if (!msgs || !msgs->is_array() || msgs->empty()) throw bad_request("'messages' must be a non-empty array");
+        std::vector<ChatMessage> ms;
+        for (auto & m : *msgs) {
+            if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+                throw bad_request("each message must be an object with a string 'role'");
+            ChatMessage cm;
+            cm.role = m["role"].get<std::string>();
+            if (cm.role == "developer") cm.role = "system";
+            if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
+                throw bad_request("message role '" + cm.role + "' is not supported (system, user, assistant)");
+            cm.content = m.contains("content") && !m["content"].is_null() ? message_text(m["content"]) : "";
+            if (!cli::valid_utf8(cm.content)) throw bad_request("message content is not valid UTF-8");
+            ms.push_back(cm);
+        }
+        if (ms.back().role != "user") throw bad_request("the last message must be the user's");
+        if (ms.back().content.find_first_not_of(" \t\r\n") == std::string::npos) throw bad_request("the last user message is empty");
+        parse_sampling(b, *job, cfg.sampling);
+        job->policy = parse_thinking(b);
+        typed(b, "reasoning_control", is_bool, [&](const json & v) { job->reasoning_control = v.get<bool>(); },
+              "a boolean");
+        job->input.question = ms.back().content;
+        const Model & m = *cfg.model;
+        size_t need = 0;
+        {
+            std::lock_guard<std::mutex> l(render_mu);
+            try {
+                job->input.rendered = cfg.fmt.render_messages(m, ms);
+            } catch (const Error & e) {
+                throw bad_request(e.what());
+            }
+            need = PromptFormat::tokenize(m, job->input.rendered).size() +
+                   std::max(m.tokenize(cfg.fmt.fast_prefix, false, true).size(), m.tokenize(cfg.fmt.slow_prefix, false, true).size()) + 8;
+        }
+        if ((int) need > engine->n_ctx())
+            throw ApiError(400, "exceed_context_size_error",
+                           "the request (" + std::to_string(need) + " tokens with the mode prefix and room to answer) exceeds the context size (" +
+                               std::to_string(engine->n_ctx()) + " tokens, -c)");
+        return job;
+    }
+
+    std::shared_ptr<Job> parse_completion(const json & b) {
+        check_model_name(b);
+        auto job = std::make_shared<Job>();
+        job->kind = Job::Completion;
+        const json * p = field(b, "prompt");
+        std::string text;
+        if (p && p->is_string()) text = p->get<std::string>();
+        else if (p && p->is_array() && p->size() == 1 && (*p)[0].is_string()) text = (*p)[0].get<std::string>();
+        else throw bad_request("'prompt' must be a string");
+        if (text.empty()) throw bad_request("'prompt' is empty");
+        if (!cli::valid_utf8(text)) throw bad_request("'prompt' is not valid UTF-8");
+        parse_sampling(b, *job, cfg.sampling);
+        job->prompt = PromptFormat::tokenize(*cfg.model, text);
+        if ((int) job->prompt.size() + 1 > engine->n_ctx())
+            throw ApiError(400, "exceed_context_size_error", "the prompt (" + std::to_string(job->prompt.size()) +
+                                                                 " tokens) exceeds the context size (" + std::to_string(engine->n_ctx()) + " tokens, -c)");
+        return job;
+    }
+
+    // Queue a job; stream its events or wait for the end.
+    void run_job(std::shared_ptr<Job> job, bool stream, const httplib::Request & req, httplib::Response & res) {
+        if (draining) throw ApiError(503, "unavailable_error", "the server is shutting down");
+        if (!engine->submit(job)) throw ApiError(503, "unavailable_error", "the server is busy: the request queue is full");
+        const bool chat = job->kind == Job::Chat;
+        const std::string id = job->id;
+        const long long created = (long long) std::time(nullptr);
+        if (chat) {
+            std::lock_guard<std::mutex> l(jobs_mu);
+            live[id] = job;
+        }
+        ++inflight;
+        auto forget = [this, id, chat] {
+            --inflight;
+            if (!chat) return;
+            std::lock_guard<std::mutex> l(jobs_mu);
+            live.erase(id);
+        };
+        auto chunk = [=](const json & delta, const json & finish) {
+            json c;
+            if (chat) {
+                c = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", alias},
+                     {"choices", json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+            } else {
+                c = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", alias},
+                     {"choices", json::array({{{"index", 0}, {"text", delta.value("content", "")}, {"logprobs", nullptr},
+                                               {"finish_reason", finish}}})}};
+            }
+            return c;
+        };
+        if (!stream) {
+            std::string reasoning, content;
+            for (;;) {
+                auto e = job->next(std::chrono::milliseconds(100));
+                if (!e) {
+                    if (req.is_connection_closed()) {
+                        job->cancelled = true;
+                        forget();
+                        return;
+                    }
+                    continue;
+                }
+                if (e->kind == Event::Delta) {
+                    reasoning += e->reasoning;
+                    content += e->content;
+                    continue;
+                }
+                forget();
+                if (e->kind == Event::Error) {
+                    reply_error(res, e->result["status"], e->result["type"], e->result["message"]);
+                    return;
+                }
+                json out;
+                if (chat) {
+                    json msg = {{"role", "assistant"}, {"content", content}};
+                    if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
+                    out = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", alias},
+                           {"choices", json::array({{{"index", 0}, {"message", msg}, {"finish_reason", e->result["finish_reason"]}}})}};
+                } else {
+                    out = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", alias},
+                           {"choices", json::array({{{"index", 0}, {"text", content}, {"logprobs", nullptr},
+                                                     {"finish_reason", e->result["finish_reason"]}}})}};
+                }
+                out["usage"] = e->result["usage"];
+                out["kvlens"] = e->result["kvlens"];
+                res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+                return;
+            }
+        }
+        res.set_header("Cache-Control", "no-cache");
+        res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink & sink) {
+            auto send = [&](const json & j) {
+                const std::string s = "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+                return sink.write(s.data(), s.size());
+            };
+            bool first = true;
+            for (;;) {
+                auto e = job->next(std::chrono::milliseconds(100));
+                if (!e) {
+                    if (!sink.is_writable()) {
+                        job->cancelled = true;
+                        forget();
+                        return false;
+                    }
+                    continue;
+                }
+                bool ok = true;
+                if (e->kind == Event::Delta) {
+                    if (chat && first) ok = send(chunk({{"role", "assistant"}, {"content", nullptr}}, nullptr));
+                    first = false;
+                    json d = json::object();
+                    if (!e->reasoning.empty()) d["reasoning_content"] = e->reasoning;
+                    if (!e->content.empty()) d["content"] = e->content;
+                    ok = ok && send(chunk(d, nullptr));
+                } else {
+                    if (e->kind == Event::Error) {
+                        send(error_body(e->result["status"], e->result["type"], e->result["message"]));
+                    } else {
+                        json c = chunk(json::object(), e->result["finish_reason"]);
+                        c["usage"] = e->result["usage"];
+                        c["kvlens"] = e->result["kvlens"];
+                        send(c);
+                    }
+                    const std::string done = "data: [DONE]\n\n";
+                    sink.write(done.data(), done.size());
+                    sink.done();
+                    forget();
+                    return true;
+                }
+                if (!ok) {  // the client went away: cancel its generation
+                    job->cancelled = true;
+                    forget();
+                    return false;
+                }
+            }
+        });
+    }
+
+    void routes(httplib::Server & svr) {
+        auto guard = [this](auto && fn) {
+            return [this, fn](const httplib::Request & req, httplib::Response & res) {
+                try {
+                    if (!ready && req.path != "/health") throw ApiError(503, "unavailable_error", "Loading model");
+                    if (!api_key.empty() && req.path != "/health" && req.path != "/v1/health" && req.path != "/v1/models" &&
+                        req.path != "/models") {
+                        const std::string a = req.get_header_value("Authorization");
+                        const std::string x = req.get_header_value("X-Api-Key");
+                        if (a != "Bearer " + api_key && x != api_key) throw ApiError(401, "authentication_error", "Invalid API Key");
+                    }
+                    fn(req, res);
+                } catch (const ApiError & e) {
+                    reply_error(res, e.status, e.type, e.what());
+                } catch (const std::exception & e) {
+                    reply_error(res, 500, "server_error", e.what());
+                }
+            };
+        };
+        auto health = [this](const httplib::Request &, httplib::Response & res) {
+            if (!ready) {
+                res.status = 503;
+                res.set_content(json{{"status", "loading"}, {"error", {{"code", 503}, {"message", "Loading model"}, {"type", "unavailable_error"}}}}.dump(),
+                                "application/json");
+                return;
+            }
+            res.set_content(R"({"status":"ok"})", "application/json");
+        };
+        svr.Get("/health", health);
+        svr.Get("/v1/health", health);
+        auto models = guard([this](const httplib::Request &, httplib::Response & res) {
+            const ModelFacts & f = cfg.model->facts();
+            json m = {{"id", alias}, {"object", "model"}, {"created", started}, {"owned_by", "kvlens"},
+                      {"meta", {{"n_ctx", engine->n_ctx()}, {"n_ctx_train", f.n_ctx_train}, {"n_vocab", f.n_vocab},
+                                {"n_layer", f.n_layer}, {"n_params", f.n_params}, {"classifier", cfg.clf != nullptr},
+                                {"prompt_format", cfg.fmt.describe()}}}};
+            res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+        });
+        svr.Get("/v1/models", models);
+        svr.Get("/models", models);
+        auto chat = guard([this](const httplib::Request & req, httplib::Response & res) {
+            json b = parse_body(req);
+            const bool stream = parse_stream(b);
+            auto job = parse_chat(b);
+            job->id = new_id("chatcmpl-");
+            run_job(job, stream, req, res);
+        });
+        svr.Post("/v1/chat/completions", chat);
+        svr.Post("/chat/completions", chat);
+        auto compl_ = guard([this](const httplib::Request & req, httplib::Response & res) {
+            json b = parse_body(req);
+            const bool stream = parse_stream(b);
+            auto job = parse_completion(b);
+            job->id = new_id("cmpl-");
+            run_job(job, stream, req, res);
+        });
+        svr.Post("/v1/completions", compl_);
+        svr.Post("/completions", compl_);
+        svr.Post("/v1/chat/completions/control", guard([this](const httplib::Request & req, httplib::Response & res) {
+            json b = parse_body(req);
+            const json * id = field(b, "id");
+            if (!id || !id->is_string() || id->get<std::string>().empty()) throw bad_request("missing completion id");
+            const json * act = field(b, "action");
+            if (!act || !act->is_string() || act->get<std::string>() != "reasoning_end") throw bad_request("unknown control action");
+            std::shared_ptr<Job> job;
+            {
+                std::lock_guard<std::mutex> l(jobs_mu);
+                auto it = live.find(id->get<std::string>());
+                if (it != live.end()) job = it->second.lock();
+            }
+            json out;
+            if (!job) out = {{"success", false}, {"message", "no running completion with this id"}};
+            else if (!job->reasoning_control) out = {{"success", false}, {"message", "the completion was not started with reasoning_control: true"}};
+            else {
+                job->end_thinking = true;
+                out = {{"success", true}};
+            }
+            res.set_content(out.dump(), "application/json");
+        }));
+        svr.Post("/v1/embeddings", guard([this](const httplib::Request & req, httplib::Response & res) {
+            json b = parse_body(req);
+            check_model_name(b);
+            auto job = std::make_shared<Job>();
+            job->kind = Job::Embed;
+            const json * in = field(b, "input");
+            if (in && in->is_string()) job->texts = {in->get<std::string>()};
+            else if (in && in->is_array() && !in->empty()) {
+                for (auto & t : *in) {
+                    if (!t.is_string()) throw bad_request("'input' must be a string or an array of strings");
+                    job->texts.push_back(t.get<std::string>());
+                }
+            } else {
+                throw bad_request("'input' must be a string or a non-empty array of strings");
+            }
+            for (auto & t : job->texts) {
+                if (t.empty()) throw bad_request("'input' holds an empty text");
+                if (!cli::valid_utf8(t)) throw bad_request("'input' is not valid UTF-8");
+            }
+            std::string fmt = "float";
+            typed(b, "encoding_format", is_str, [&](const json & v) { fmt = v.get<std::string>(); }, "a string");
+            if (fmt != "float" && fmt != "base64") throw bad_request("'encoding_format' must be \"float\" or \"base64\"");
+            for (auto & k : PoolConfig::knobs()) {  // the pooling knobs as extra fields (CLI spellings), e.g. "source": "hidden"
+                if (const json * v = field(b, k.name)) {
+                    if (!v->is_string()) throw bad_request(std::string("'") + k.name + "' must be a string");
+                    job->pool_knobs[k.name] = v->get<std::string>();
+                }
+            }
+            job->id = new_id("emb-");
+            if (!engine->submit(job)) throw ApiError(503, "unavailable_error", "the server is busy: the request queue is full");
+            std::optional<Event> e;
+            while (!(e = job->next(std::chrono::milliseconds(100))))
+                if (req.is_connection_closed()) {
+                    job->cancelled = true;
+                    return;
+                }
+            if (e->kind == Event::Error) throw ApiError(e->result["status"], e->result["type"], e->result["message"]);
+            json data = json::array();
+            int i = 0;
+            for (auto & row : e->result["rows"]) {
+                json item = {{"object", "embedding"}, {"index", i++}};
+                if (fmt == "base64") {
+                    std::vector<float> v = row.get<std::vector<float>>();
+                    item["embedding"] = b64(v.data(), v.size() * sizeof(float));
+                } else {
+                    item["embedding"] = row;
+                }
+                data.push_back(item);
+            }
+            const int nt = e->result["prompt_tokens"];
+            res.set_content(json{{"object", "list"}, {"data", data}, {"model", alias},
+                                 {"usage", {{"prompt_tokens", nt}, {"total_tokens", nt}}},
+                                 {"kvlens", {{"pooling", e->result["pooling"]}}}}.dump(),
+                            "application/json");
+        }));
+        svr.Get("/metrics", guard([this](const httplib::Request &, httplib::Response & res) {
+            res.set_content(metrics.text(engine->queue_depth()), "text/plain; version=0.0.4");
+        }));
+        // unknown routes, over-long bodies and other library-made errors: OpenAI error objects
+        svr.set_error_handler([this](const httplib::Request & req, httplib::Response & res) {
+            if (!res.body.empty()) return;
+            if (res.status == 404) reply_error(res, 404, "not_found_error", "File Not Found: " + req.method + " " + req.path);
+            else if (res.status == 413) reply_error(res, 413, "invalid_request_error", "request body too large");
+            else reply_error(res, res.status, "invalid_request_error", httplib::status_message(res.status));
+        });
+        svr.set_exception_handler([this](const httplib::Request &, httplib::Response & res, std::exception_ptr) {
+            reply_error(res, 500, "server_error", "internal error");
+        });
+        svr.set_logger([this](const httplib::Request & req, const httplib::Response & res) {
+            metrics.count(res.status);
+            std::fprintf(stderr, "serve: %s %s %s -> %d (%zu bytes)\n", req.remote_addr.c_str(), req.method.c_str(), req.path.c_str(),
+                         res.status, res.body.size());
+        });
+    }
+};
+
+}  // namespace
+
+static int cmd_serve(int argc, char ** argv) {
+    CLI::App app{"OpenAI-compatible server (llama-server's API) with KV-adaptive thinking, KV-CoE confidence and KV embeddings",
+                 "kvlens serve"};
+    cli::CommonArgs a;
+    cli::add_model_flags(app, a);
+    cli::add_session_flags(app, a);
+    cli::add_sampling_flags(app, a);
+    cli::PromptArgs pa;
+    cli::add_prompt_flags(app, pa);
+    std::string clf_path, host = "127.0.0.1", api_key, api_key_file, alias;
+    int port = 8080, n_parallel = 1, timeout = 600, queue = 64;
+    size_t max_body = 8u << 20;
+    ThinkParams P;
+    app.add_option("--classifier", clf_path, "KVClassifier GGUF: requests think adaptively by default");
+    app.add_option("--host", host, "address to listen on")->capture_default_str();
+    app.add_option("--port", port, "port to listen on (0: any free port, printed on stderr)")->capture_default_str();
+    app.add_option("--np,--parallel", n_parallel, "slots (-np; only 1 until the batched engine lands)")->capture_default_str();
+    app.add_option("--api-key", api_key, "require 'Authorization: Bearer KEY'");
+    app.add_option("--api-key-file", api_key_file, "read the API key from a file (first line)");
+    app.add_option("--timeout", timeout, "server read/write timeout in seconds")->capture_default_str();
+    app.add_option("-a,--alias", alias, "model name in the API (default: the model file's name)");
+    app.add_option("--queue-size", queue, "requests waiting for a slot before the server answers 503")->capture_default_str();
+    app.add_option("--max-body-size", max_body, "largest request body in bytes (larger: 413)")->capture_default_str();
+    app.add_option("--tau", P.tau, "initial decision: fast if score < tau")->capture_default_str();
+    app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta")->capture_default_str();
+    app.add_option("--every", P.every, "online: score every k generated tokens")->capture_default_str();
+    int token_delay = 0;
+    app.add_option("--token-delay-ms", token_delay, "testing: sleep this long after each generated chat token (real-time control, disconnects)");
+    app.add_option("--fast-cap", P.fast_cap, "generated tokens cap in fast mode")->capture_default_str();
+    app.add_option("--slow-cap", P.slow_cap, "generated tokens cap in slow mode")->capture_default_str();
+    if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    if (n_parallel != 1) throw Error("-np " + std::to_string(n_parallel) + ": only -np 1 until the batched engine lands (issue 14)");
+    if (!api_key.empty() && !api_key_file.empty()) throw Error("give --api-key or --api-key-file, not both");
+    if (!api_key_file.empty()) {
+        std::ifstream in(api_key_file);
+        if (!in) throw Error("cannot read --api-key-file " + api_key_file);
+        std::getline(in, api_key);
+        while (!api_key.empty() && (api_key.back() == '\r' || api_key.back() == ' ')) api_key.pop_back();
+        if (api_key.empty()) throw Error("--api-key-file " + api_key_file + " is empty");
+    }
+    if (port < 0 || port > 65535) throw Error("--port must be 0..65535");
+    if (queue < 0) throw Error("--queue-size must be >= 0");
+    if (timeout <= 0) throw Error("--timeout must be positive");
+
+    Server S;
+    S.api_key = api_key;
+    S.model_path = a.model.path;
+    S.alias = alias.empty() ? std::filesystem::path(a.model.path).filename().string() : alias;
+    httplib::Server svr;
+    svr.set_read_timeout(timeout);
+    svr.set_write_timeout(timeout);
+    svr.set_payload_max_length(max_body);
+    S.routes(svr);
+    if (port == 0) port = svr.bind_to_any_port(host);
+    else if (!svr.bind_to_port(host, port)) port = -1;
+    if (port < 0) throw Error("cannot listen on " + host + ":" + std::to_string(port < 0 ? 0 : port));
+    std::fprintf(stderr, "serve: listening on http://%s:%d (loading %s)\n", host.c_str(), port, a.model.path.c_str());
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    std::thread http([&] { svr.listen_after_bind(); });
+    svr.wait_until_ready();
+
+    KvClassifier clf;
+    int rc = 0;
+    try {
+        S.cfg.model = cli::load_model(a);
+        if (!clf_path.empty()) {
+            clf = KvClassifier::load(clf_path);
+            clf.check_model(S.cfg.model->facts());
+            const std::string w = clf.cache_mismatch(a.session.cache_type_k, a.session.cache_type_v, a.session.flash_attn);
+            if (!w.empty()) std::fprintf(stderr, "kvlens: warning: %s\n", w.c_str());
+            S.cfg.clf = &clf;
+        }
+        S.cfg.fmt = cli::make_prompt_format(*S.cfg.model, pa);
+        S.cfg.session = a.session;
+        S.cfg.sampling = a.sampling;
+        S.cfg.think = P;
+        S.cfg.batch.n_threads = a.session.n_threads;
+        S.cfg.batch.flash_attn = a.session.flash_attn;
+        S.cfg.queue_max = queue;
+        S.cfg.token_delay_ms = token_delay;
+        S.engine = std::make_unique<SingleSlotEngine>(S.cfg, S.metrics);
+        S.ready = true;
+        std::fprintf(stderr, "serve: ready: model '%s', n_ctx %d, %s, classifier %s, 1 slot, queue %d\n", S.alias.c_str(),
+                     S.engine->n_ctx(), S.cfg.fmt.describe().c_str(), clf_path.empty() ? "none" : clf_path.c_str(), queue);
+    } catch (...) {
+        svr.stop();
+        http.join();
+        throw;
+    }
+    // SIGINT/SIGTERM: stop accepting, let the running handlers (and their jobs) finish, then the engine, exit 0.
+    while (!g_signal && svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (g_signal) {
+        // stop accepting work (503), let the requests in flight finish (bounded by --timeout), then close
+        S.draining = true;
+        std::fprintf(stderr, "serve: signal %d: finishing %d in-flight request(s)\n", (int) g_signal, S.inflight.load());
+        auto t0 = Clock::now();
+        while (S.inflight > 0 && Clock::now() - t0 < std::chrono::seconds(timeout))
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the last bytes leave the socket
+    }
+    svr.stop();
+    http.join();
+    S.engine->shutdown();
+    std::fprintf(stderr, "serve: stopped\n");
+    return rc;
+}
+
+KVLENS_COMMAND("serve", "OpenAI-compatible server: adaptive thinking, KV-CoE confidence, KV embeddings", cmd_serve);
