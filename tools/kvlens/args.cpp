@@ -89,7 +89,7 @@ std::string read_prompt(const std::string & prompt, const std::string & file) {
 void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help) {
     app.add_option("-c,--ctx-size", bp.n_ctx, ctx_help);
     app.add_option("-b,--batch-size", bp.n_batch, "tokens per llama_decode (several texts each)");
-    app.add_option("--n-seq", bp.n_seq, "most texts per llama_decode (1..256)");
+    app.add_option("--n-seq,--np,--parallel", bp.n_seq, "most texts per llama_decode (1..256; -np, llama.cpp's spelling)");
     app.add_option("-t,--threads", bp.n_threads, "threads (0 = all cores)");
     app.add_option("--fa,--flash-attn", bp.flash_attn, "flash attention on|off|auto (-fa)");
 }
