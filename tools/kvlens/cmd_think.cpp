@@ -175,6 +175,7 @@ static int cmd_think(int argc, char ** argv) {
     const bool single = !prompt.empty() || !file.empty();
     if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
     if (!out.empty()) check_writable(out);  // before loading anything
+    if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : parse_list(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
