@@ -22,6 +22,8 @@ test: build
 # build dir; llama.cpp stays uninstrumented (its libraries are reused from $(BUILD) via KVLENS_LLAMA_PREBUILT).
 # Any report fails the run (halt_on_error, abort_on_error).
 ASAN_BUILD ?= build-asan
+# ASAN_LLAMA: a build dir holding llama.cpp's static libraries (default: the normal build)
+ASAN_LLAMA ?= $(abspath $(BUILD))
 ASAN_CFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
@@ -29,7 +31,7 @@ test-asan: build
 	@$(MAKE) --no-print-directory test-asan-run
 
 test-asan-run:
-	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVLENS_LLAMA_PREBUILT=$(abspath $(BUILD)) \
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVLENS_LLAMA_PREBUILT=$(ASAN_LLAMA) \
 	  -DCMAKE_CXX_FLAGS="$(ASAN_CFLAGS)" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" $(CMAKE_FLAGS) >/dev/null
 	@$(ASAN_ENV) cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -L unit --output-on-failure -j $(JOBS) && $(ASAN_ENV) ctest -LE unit --output-on-failure -j $(JOBS)

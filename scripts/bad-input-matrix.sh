@@ -26,6 +26,7 @@ long=$(for i in $(seq 200); do printf '1+1 '; done)
 ln -s /dev/full "$T/full.npy"; ln -s /dev/full "$T/full.jsonl"
 "$K" arith -n 3 -o "$T/a.jsonl" 2>/dev/null
 "$K" coe -m "$R" --data "$T/a.jsonl" --format arith -o "$T/r.jsonl" --limit 2 2>/dev/null
+"$K" think -m "$R" --classifier "$C" --arith 2 -o "$T/t.jsonl" >/dev/null 2>&1
 # the classifier with its version key stored as uint32 instead of int32 (same size: patch the type id in place)
 python3 - "$C" "$T/c-u32.gguf" <<'PY'
 import sys
@@ -97,5 +98,6 @@ row "arith to a full stdout" "$K arith -n 5 -o - 1>/dev/full"
 row "coe on empty data" "$K coe -m $R --data empty.jsonl --format arith -o e.jsonl"
 row "coe resumed with another --mode" "$K coe -m $R --data a.jsonl --format arith -o r.jsonl --mode fast"
 row "coe resumed with other layers" "$K coe -m $R --data a.jsonl --format arith -o r.jsonl --layers last:2"
+row "think -o resumed with another --tau" "$K think -m $R --classifier $C --arith 2 -o t.jsonl --tau 30"
 row "coe unknown --mode" "$K coe -m $R --data a.jsonl --format arith -o x.jsonl --mode medium"
 row "coe unknown --format" "$K coe -m $R --data a.jsonl --format nope -o x.jsonl"

@@ -372,7 +372,7 @@ TEST_F(BadInput, ThinkResumesItsRecordsAndRefusesOtherSettings) {
         EXPECT_EQ(ids(slurp(out)), ids(recs)) << "records lost, duplicated or torn";
         EXPECT_EQ(slurp(out).substr(0, cut), recs.substr(0, cut)) << "the finished records were not kept as they were";
         expect_one_clear_error(kvlens("think -m " + R + " --classifier " + C + " --arith 5" + mode + " --tau 30 -o " + out),
-                               "other settings (params");
+                               "other settings (tau 50, now 30)");
     }
 }
 

@@ -178,6 +178,7 @@ static int cmd_think(int argc, char ** argv) {
     const bool single = !prompt.empty() || !file.empty();
     if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
     if (!out.empty()) check_writable(out);  // before loading anything
+    if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : parse_list(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
@@ -213,18 +214,28 @@ static int cmd_think(int argc, char ** argv) {
     // already there back (into the tables) and runs only the others; other settings are refused, not mixed
     cli::RunSignature sig;
     {
-        char num[160];
-        std::snprintf(num, sizeof num, "%.17g,%.17g,%d,%d,%d,%d,%d,%d,%.9g,%d,%.9g,%u", P.tau, P.delta, P.every,
-                      (int) P.online, (int) P.paper_mode, P.fast_cap, P.slow_cap, (int) P.confidence, a.sampling.temp,
-                      a.sampling.top_k, a.sampling.top_p, a.sampling.seed);
+        auto num = [](double v) {
+            char b[40];
+            std::snprintf(b, sizeof b, "%.9g", v);
+            return std::string(b);
+        };
         sig.add("model", cli::weights_fingerprint(a.model.path))
             .add("classifier", clf_path.empty() ? "none" : cli::weights_fingerprint(clf_path))
             .add("policy", policy)
             .add("table", table ? "yes" : "no")
+            .add("tau", num(P.tau))
+            .add("delta", num(P.delta))
             .add("give_up", give_up)
+            .add("every", std::to_string(P.every))
+            .add("online", P.online ? "on" : "off")
+            .add("paper_mode", P.paper_mode ? "on" : "off")
+            .add("fast_cap", std::to_string(P.fast_cap))
+            .add("slow_cap", std::to_string(P.slow_cap))
+            .add("confidence", P.confidence ? "on" : "off")
             .add("split", train_split ? "train" : "held-out")
             .add("prompt", fmt.name + ":" + cli::text_hash(fmt.fast_prefix + "|" + fmt.slow_prefix + "|" + fmt.think_close))
-            .add("params", num)
+            .add("sampling", num(a.sampling.temp) + "," + std::to_string(a.sampling.top_k) + "," + num(a.sampling.top_p) +
+                                 "," + std::to_string(a.sampling.seed))
             .add("ctx", std::to_string(s.n_ctx()))
             .add("ctk", a.session.cache_type_k)
             .add("ctv", a.session.cache_type_v)
