@@ -21,7 +21,8 @@ PromptMode parse_prompt_mode(const std::string & s);  // none | fast | slow (als
 struct PromptOptions {
     // auto: derived from the chat template (hand-written qwen3 when the model has none); paper: the authors'
     // strings (fast "<think>\n</think>\n\n", slow "<think>\n") after the template's user turn; qwen3 | chatml | r1:
-    // hand-written formats (user turn and prefixes), ignoring the model's template.
+    // kvlens's earlier hand-written formats (user turn and prefixes; qwen3 fast = the authors' string, r1 fast
+    // "<think>\n\n</think>\n\n"), ignoring the model's template — what a model without a template gets.
     std::string format = "auto";
     std::string chat_template;          // override: Jinja text, or a llama.cpp built-in name (e.g. chatml)
     bool jinja = true;                  // false: llama.cpp's built-in renderers (--no-jinja)

@@ -65,12 +65,14 @@ bool is_builtin_name(const std::string & t) {
 
 void hand_written(PromptFormat & f, const std::string & name) {
     f.name = name;
+    // kvlens's formats from before templates were rendered (models without a template keep them): the authors'
+    // qwen3 strings, and R1's closed empty think
     if (name == "r1") {
-        f.fast_prefix = "<think>\n</think>";  // what the pinned DeepSeek-R1-Distill template renders
+        f.fast_prefix = "<think>\n\n</think>\n\n";
         f.none_prefix = f.slow_prefix = "<think>\n";
     } else {
         f.name = "qwen3";
-        f.fast_prefix = "<think>\n\n</think>\n\n";  // Qwen3's template with enable_thinking=false
+        f.fast_prefix = "<think>\n</think>\n\n";
         f.slow_prefix = "<think>\n";
         f.none_prefix = "";
     }

@@ -262,7 +262,7 @@ TEST(CoeCli, ChatModesOnRandomQwen3) {
         EXPECT_EQ(recs[0]["mode"], modes[i]);
         prompt_tokens[i] = recs[0]["prompt_tokens"].get<int>();
     }
-    // slow appends "<think>\n", fast "<think>\n\n</think>\n\n" (Qwen3's) after the assistant opener
+    // slow appends "<think>\n", fast "<think>\n</think>\n\n" (the hand-written qwen3 format) after the assistant opener
     EXPECT_GT(prompt_tokens[1], prompt_tokens[0]);
     EXPECT_GT(prompt_tokens[2], prompt_tokens[1]);
     auto o = run_cli("coe -m " + m + " --chat-template chatml --data " + d.path + "/a.jsonl --format arith -o " + d.path +
