@@ -15,6 +15,7 @@
 #include "data.h"
 #include "ggml-cpu.h"
 #include "ggml-opt.h"
+#include "kvlens/arith_overthink.h"
 #include "reasoner.h"
 #include "vocab.h"
 
@@ -47,6 +48,8 @@ ggml_opt_optimizer_params opt_pars(void * ud) {
 // by 0 (row_keep) before the loss: their labels are all zero, so they add no loss and now no gradient.
 ggml_tensor * g_row_keep = nullptr;
 
+constexpr int kNanRewarm = 20;  // steps of the LR ramp after a NaN-guard restore
+
 // The spike guard's weight snapshots: host copies of every weight, taken every 100 steps (the last three kept).
 struct Snapshot {
     int64_t step = 0;
@@ -60,8 +63,64 @@ Snapshot take_snapshot(const Weights & w, int64_t step) {
     }
     return s;
 }
+bool all_finite(const Weights & w) {
+    std::vector<float> v;
+    for (ggml_tensor * t : w.all) {
+        v.resize(ggml_nelements(t));
+        ggml_backend_tensor_get(t, v.data(), 0, ggml_nbytes(t));
+        for (float x : v) {
+            if (!std::isfinite(x)) return false;
+        }
+    }
+    return true;
+}
 void restore_snapshot(const Weights & w, const Snapshot & s) {
     for (size_t i = 0; i < w.all.size(); ++i) ggml_backend_tensor_set(w.all[i], s.data[i].data(), 0, s.data[i].size());
+}
+
+// Tokens the classic texts (the committed model's training data) contain.
+std::vector<bool> classic_tokens(const Tokenizer & tok, int n_vocab) {
+    std::vector<bool> seen(n_vocab, false);
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        for (uint64_t s = 0; s < 20; ++s) {
+            const ArithProblem p = arith_generate(l, s);
+            for (Mode m : {Mode::Fast, Mode::Slow, Mode::Cut, Mode::FastThenSlow}) {
+                for (int32_t t : make_example(tok, p, m, 1).tokens) seen[t] = true;
+            }
+        }
+    }
+    return seen;
+}
+
+// A fine-tune from the committed model meets tokens that model never saw (the letters of "Wait, check"): their
+// embeddings are still random, their hidden states unlike any it was trained on, and the gradients through them
+// grow ~1000x per layer until they overflow (docs/MODEL.md). Each such token that the overthinking texts use
+// starts instead from the embedding of a seen punctuation token plus a little noise.
+void seed_new_token_embeddings(Weights & w, const std::string & model, uint64_t seed) {
+    Tokenizer tok(model);
+    const int V = int(w.tok_embd->ne[1]), E = int(w.tok_embd->ne[0]);
+    const std::vector<bool> seen = classic_tokens(tok, V);
+    std::vector<bool> used(V, false);
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        const ArithProblem p = arith_generate(l, 1);
+        for (int32_t t : tok.tokenize(arith_chat_prompt(p) + arith_overthink_fast_then_slow_text(p))) used[t] = true;
+    }
+    std::vector<float> emb(size_t(V) * E);
+    ggml_backend_tensor_get(w.tok_embd, emb.data(), 0, ggml_nbytes(w.tok_embd));
+    const int32_t sources[] = {tok.tokenize("+")[0], tok.tokenize("|")[0], tok.tokenize("=")[0],
+                               tok.tokenize(";")[0], tok.tokenize(".")[0]};
+    std::mt19937_64 rng(seed ^ 0x5eedull);
+    std::normal_distribution<float> noise(0.0f, 0.005f);
+    std::string names;
+    int n = 0;
+    for (int t = 0; t < V; ++t) {
+        if (!used[t] || seen[t]) continue;
+        const int32_t src = sources[n++ % 5];
+        for (int e = 0; e < E; ++e) emb[size_t(t) * E + e] = emb[size_t(src) * E + e] + noise(rng);
+        names += "'" + tok.piece(t) + "' ";
+    }
+    ggml_backend_tensor_set(w.tok_embd, emb.data(), 0, ggml_nbytes(w.tok_embd));
+    std::fprintf(stderr, "new tokens seeded from seen punctuation: %s\n", names.c_str());
 }
 
 double per_target_loss(double mean_loss, const PackedBatch & pb, int n_vocab) {
@@ -103,6 +162,7 @@ std::string latest_ckpt(const std::string & dir) {
 }  // namespace
 
 double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t step) {
+    const double rewarm = s.rewarm_len > 0 ? s.rewarm_len : a.rewarm;
     const double t = double(step);
     double lr;
     if (t < a.warmup) {
@@ -113,7 +173,7 @@ double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t step) {
         const double x = std::clamp((t - t0) / std::max(1.0, double(a.steps) - t0), 0.0, 1.0);
         lr = a.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
     }
-    if (s.rewarm_until > t) lr *= std::min(1.0, (t - s.rewarm_from + 1) / double(a.rewarm));  // after a resume or a restore
+    if (s.rewarm_until > t) lr *= std::min(1.0, (t - s.rewarm_from + 1) / rewarm);  // after a resume or a restore
     return lr * s.scale;
 }
 
@@ -132,6 +192,7 @@ int run_train(const TrainArgs & a) {
     std::map<std::string, int64_t> state;
     const std::string resume = latest_ckpt(a.ckpt_dir);
     Schedule sched{&a, 0};
+    const Profile profile = parse_profile(a.profile);
     if (!resume.empty()) {
         hp = read_hparams(resume, &state);
         w.create(hp, backend);
@@ -140,10 +201,25 @@ int run_train(const TrainArgs & a) {
         if (state.count("kvlens.train.lr_scale_ppm")) sched.lr.scale = state["kvlens.train.lr_scale_ppm"] / 1e6;
         std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over %d steps)\n",
                      resume.c_str(), (long long) sched.step, a.rewarm);
+    } else if (!a.init_from.empty()) {  // a fine-tune: start from a trained model
+        hp = read_hparams(a.init_from, nullptr);
+        if (a.ctx > 0) hp.n_ctx = a.ctx;
+        w.create(hp, backend);
+        load_weights(w, a.init_from);
+        std::fprintf(stderr, "fine-tuning %s (context %d)\n", a.init_from.c_str(), hp.n_ctx);
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
-        save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
+    }
+    if (profile == Profile::Overthink && resume.empty() && !a.init_from.empty()) seed_new_token_embeddings(w, a.init_from, a.seed);
+    if (profile == Profile::Overthink) {
+        w.chat_template = qwen3_chat_template();
+        std::fprintf(stderr, "profile overthink: chat template from %s\n", qwen3_chat_template_path().c_str());
+    }
+    if (resume.empty()) save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
+    if (a.row_len > hp.n_ctx) {
+        throw std::runtime_error("--row " + std::to_string(a.row_len) + " exceeds the context length " +
+                                 std::to_string(hp.n_ctx) + " (--ctx)");
     }
     sched.lr.rewarm_from = double(sched.step);
     sched.lr.rewarm_until = resume.empty() ? -1.0 : double(sched.step + a.rewarm);
@@ -183,17 +259,24 @@ int run_train(const TrainArgs & a) {
     for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
         for (int i = 0; i < a.val_per_level; ++i) {
             ArithProblem p = arith_generate(l, (1ull << 62) | uint64_t(l * 100000 + i));
-            val.push_back(make_example(tok, p, Mode::Fast));
-            val.push_back(make_example(tok, p, Mode::Slow));
+            val.push_back(make_example(tok, p, Mode::Fast, 0, profile));
+            val.push_back(make_example(tok, p, Mode::Slow, 0, profile));
+            if (profile == Profile::Overthink) {  // closed right after the first solution
+                val.push_back(make_example(tok, p, Mode::Cut, arith_first_solution_lines(p), profile));
+            }
         }
     }
+    const std::vector<int> val_modes = profile == Profile::Overthink
+                                           ? std::vector<int>{int(Mode::Fast), int(Mode::Slow), int(Mode::Cut)}
+                                           : std::vector<int>{int(Mode::Fast), int(Mode::Slow)};
     auto validate = [&]() {
         std::map<std::pair<int, int>, std::pair<int, int>> em;  // (mode, level) -> (exact, n)
         double loss_sum = 0;
         int nb = 0;
         PackedBatch pb;
+        std::vector<bool> used;
         for (size_t from = 0; from < val.size();) {
-            from += pack(val, from, T, B, pb);
+            from += profile == Profile::Overthink ? pack_first_fit(val, used, T, B, pb) : pack(val, from, T, B, pb);
             set_batch(opt, in, pb, hp.n_vocab);
             ggml_opt_result_t res = ggml_opt_result_init();
             ggml_opt_alloc(opt, false);
@@ -217,7 +300,7 @@ int run_train(const TrainArgs & a) {
             }
         }
         std::string line = "  val loss " + std::to_string(loss_sum / nb).substr(0, 6) + " | answer exact (teacher-forced):";
-        for (int m : {int(Mode::Fast), int(Mode::Slow)}) {
+        for (int m : val_modes) {
             line += std::string(" ") + mode_name(Mode(m));
             for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
                 auto c = em[{m, l}];
@@ -229,7 +312,7 @@ int run_train(const TrainArgs & a) {
         std::fprintf(stderr, "%s\n", line.c_str());
     };
 
-    Mixture mix;
+    Mixture mix = profile == Profile::Overthink ? overthink_mixture() : Mixture();
     if (!a.level_weights.empty()) {
         size_t at = 0;
         for (int l = 0; l < kArithMaxLevel; ++l) {
@@ -252,6 +335,8 @@ int run_train(const TrainArgs & a) {
     std::deque<double> hist;         // the last 220 per-step losses since the start or the last restore (spike guard)
     std::vector<Snapshot> snaps;     // newest last
     int restores = 0;
+    Snapshot nan_snap = a.nan_guard ? take_snapshot(w, sched.step) : Snapshot{};
+    int nan_restores = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
                                               {"kvlens.train.lr_scale_ppm", int64_t(std::llround(sched.lr.scale * 1e6))}};
@@ -270,7 +355,12 @@ int run_train(const TrainArgs & a) {
         pool_pos = 0;
         const double progress = double(sched.step) / double(a.steps);
         while (int(pool.size()) < B * 8) pool.push_back(mix.draw(tok, rng, progress));
-        pool_pos += pack(pool, pool_pos, T, B, pb);
+        if (profile == Profile::Overthink) {
+            std::vector<bool> used;
+            pack_first_fit(pool, used, T, B, pb);
+        } else {
+            pool_pos += pack(pool, pool_pos, T, B, pb);
+        }
         set_batch(opt, in, pb, hp.n_vocab);
         ggml_opt_result_t res = ggml_opt_result_init();
         ggml_opt_alloc(opt, true);
@@ -278,6 +368,23 @@ int run_train(const TrainArgs & a) {
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
+        if (a.nan_guard) {  // a step that made a weight non-finite: back to the last good weights, fresh moments
+            if (!all_finite(w)) {
+                restore_snapshot(w, nan_snap);
+                ggml_opt_reset(opt, true);
+                sched.lr.rewarm_from = double(sched.step + 1);
+                sched.lr.rewarm_until = double(sched.step + 1 + kNanRewarm);
+                sched.lr.rewarm_len = kNanRewarm;
+                ++nan_restores;
+                std::fprintf(stderr, "nan guard: step %lld made weights non-finite; weights of step %lld restored, "
+                                     "optimizer moments reset (restore %d)\n",
+                             (long long) sched.step + 1, (long long) nan_snap.step, nan_restores);
+                if (nan_restores > 50) throw std::runtime_error("nan guard: more than 50 restores");
+                ++sched.step;  // the batch is skipped (the data stream is a function of the step)
+                continue;
+            }
+            nan_snap = take_snapshot(w, sched.step + 1);  // 5 MB: cheap next to a step
+        }
         const double step_loss = per_target_loss(loss, pb, hp.n_vocab);
         loss_acc += step_loss;
         ++loss_n;
@@ -297,6 +404,7 @@ int run_train(const TrainArgs & a) {
                     sched.lr.scale *= 0.7;
                     sched.lr.rewarm_from = double(sched.step);
                     sched.lr.rewarm_until = double(sched.step + a.rewarm);
+                    sched.lr.rewarm_len = 0;
                     if (++restores > 8) throw std::runtime_error("spike guard: more than 8 restores; lower --lr");
                     std::fprintf(stderr, "spike guard: loss %.3f over the last 20 steps vs %.3f before: weights of step %lld "
                                          "restored, lr scale now %.3f (restore %d)\n",
