@@ -56,6 +56,9 @@ double OverthinkReport::tokens(int l, bool slow) const {
 double OverthinkReport::oracle_bound() const {
     return double(level[0].slow_tokens) / std::max(1L, level[0].oracle_tokens);
 }
+double OverthinkReport::oracle_bound_cons() const {
+    return double(level[0].slow_tokens) / std::max(1L, level[0].oracle_tokens_cons);
+}
 double OverthinkReport::forced_after_acc() const {
     return double(level[0].forced_after_agree) / std::max(1, level[0].forced_after_n);
 }
@@ -105,22 +108,22 @@ OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed
             const bool fa_agree = !first_answer.empty() && fa_answer && *fa_answer == first_answer;
             // oracle
             bool oc = fc;
-            long ot = fast.n_tokens;
+            long ot = fast.n_tokens, ot_cons = fast.n_tokens;
             int oracle_k = -1;
             if (!fc) {
-                ot = slow.n_tokens;
-                oc = sc;
+                ot_cons = slow.n_tokens;
                 long kept = 0;
                 for (int k = 0; k <= n_lines; ++k) {
                     const GenOut g = k == k_before ? fb : k == k_after ? fa : forced(k);
                     if (arith_check(g.text, p.answer)) {
-                        ot = std::min<long>(ot, kept + close_tokens + g.n_tokens);
+                        ot = ot_cons = std::min<long>(slow.n_tokens, kept + close_tokens + g.n_tokens);
                         oc = true;
                         oracle_k = k;
                         break;
                     }
                     if (k < n_lines) kept += line_tokens[k];
                 }
+                if (!oc && sc) ot = ot_cons = slow.n_tokens, oc = true;  // right only as the model closed it itself
             }
             const int label = paper_label(fc, fast.n_tokens, sc, short_cutoff);
             for (int s : {0, l}) {
@@ -138,6 +141,7 @@ OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed
                 st.forced_after_agree += fa_agree;
                 st.oracle_correct += oc;
                 st.oracle_tokens += ot;
+                st.oracle_tokens_cons += ot_cons;
                 ++st.label[label == 0 ? 0 : label == 25 ? 1 : label == 75 ? 2 : 3];
             }
             if (jsonl) {
@@ -205,6 +209,8 @@ std::string format_overthink_report(const OverthinkReport & r, const std::string
              r.tokens(l, true) / std::max(1e-9, r.tokens(l, false)));
     }
     gate("oracle bound (always-slow / oracle tokens) >= 8x", r.oracle_bound() >= 8.0, r.oracle_bound());
+    std::snprintf(b, sizeof b, "  (counting the whole slow answer where no answer is right: %.2fx)\n", r.oracle_bound_cons());
+    o += b;
     gate("forced </think> after the first solution: its answer >= 98%", r.forced_after_acc() >= 0.98,
          r.forced_after_acc());
     gate(">= 99% of outputs end with end-of-turn and parse", double(r.level[0].ok_end) / std::max(1, 2 * r.level[0].n) >= 0.99,

@@ -20,7 +20,8 @@ struct OverthinkStats {
     int forced_after_agree = 0;                          // ... and gave that solution's answer
     int forced_before_n = 0, forced_before_correct = 0;  // forced before it (a guess)
     int oracle_correct = 0;
-    long oracle_tokens = 0;
+    long oracle_tokens = 0;       // when nothing is right: the fast answer (the cheapest, equally wrong)
+    long oracle_tokens_cons = 0;  // ... or the whole slow answer (the conservative reading)
     int label[4] = {0, 0, 0, 0};  // the paper's 0 / 25 / 75 / 100
 };
 
@@ -29,15 +30,17 @@ struct OverthinkReport {
     OverthinkStats level[kArithMaxLevel + 1];  // [0] = all levels
     double acc(int l, bool slow) const;
     double tokens(int l, bool slow) const;
-    double oracle_bound() const;  // always-slow tokens / oracle tokens, all levels
+    double oracle_bound() const;       // always-slow tokens / oracle tokens, all levels
+    double oracle_bound_cons() const;  // the same with oracle_tokens_cons
     double forced_after_acc() const;  // the share of forced answers after the first solution that are its answer
     bool all_gates_pass() const;
 };
 
 // per_level problems per level, seeds kArithEvalSeedBit | (seed*1e6 + level*1e5 + i) (as evaluate()).
 // Oracle: the fast answer when it is right, else the model's own think closed at its earliest line boundary whose
-// forced answer is right (tokens: the think lines kept, the forced "</think>\n\n", the answer), else the whole
-// slow answer. Forced text counts as generated.
+// forced answer is right (tokens: the think lines kept, the forced "</think>\n\n", the answer); when no answer
+// is right, the fast one (the cheapest; oracle_tokens_cons counts the whole slow answer instead). Forced text counts
+// as generated.
 OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new,
                                    std::ostream * jsonl, const std::function<void(int, int)> & progress);
 std::string format_overthink_report(const OverthinkReport & r, const std::string & model, int per_level,

@@ -115,6 +115,34 @@ int main(int argc, char ** argv) {
                 c.second += long(e.tokens.size());
                 longest = std::max(longest, e.tokens.size());
             }
+            if (prof == Profile::Overthink) {  // the design's token counts and its expected oracle bound
+                // generated tokens: fast = work + answer + end; slow = think + close + answer + end; oracle's slow
+                // branch = the first solution + close + answer + end (forced text counted)
+                const double f_gate[kvlens::kArithMaxLevel] = {0.95, 0.90, 0.60, 0.0, 0.0};
+                const double s_acc[kvlens::kArithMaxLevel] = {1.0, 1.0, 0.99, 0.95, 0.70};  // the committed model's slow accuracy
+                double sum_slow = 0, sum_oracle = 0;
+                std::printf("design (200 problems per level): level | fast | slow | slow/fast | first solution closed | "
+                            "oracle at fast accuracy 95/90/60/0/0 %%, slow 100/100/99/95/70 %%\n");
+                for (int l = kvlens::kArithMinLevel; l <= kvlens::kArithMaxLevel; ++l) {
+                    double f = 0, sl = 0, c = 0;
+                    for (int i = 0; i < 200; ++i) {
+                        const auto p = kvlens::arith_generate(l, uint64_t(i) | (1ull << 63));
+                        const double pre = double(tok.tokenize(kvlens::arith_chat_prompt(p)).size());
+                        f += double(tok.tokenize(kvlens::arith_chat_prompt(p) + kvlens::arith_overthink_fast_text(p)).size()) - pre - 4;
+                        sl += double(tok.tokenize(kvlens::arith_chat_prompt(p) + kvlens::arith_overthink_slow_text(p)).size()) - pre - 2;
+                        c += double(tok.tokenize(kvlens::arith_chat_prompt(p) +
+                                                 kvlens::arith_overthink_cut_text(p, kvlens::arith_first_solution_lines(p))).size()) - pre - 2;
+                    }
+                    f /= 200; sl /= 200; c /= 200;
+                    // fast wrong: the first solution closed when slow is right, else the fast answer
+                    const double o = f_gate[l - 1] * f + (1 - f_gate[l - 1]) * (s_acc[l - 1] * c + (1 - s_acc[l - 1]) * f);
+                    sum_slow += sl;
+                    sum_oracle += o;
+                    std::printf("  %d | %.1f | %.1f | %.1fx | %.1f | %.1f\n", l, f, sl, sl / f, c, o);
+                }
+                std::printf("expected oracle bound at the gates' fast accuracies (levels 4-5 fast never right): %.2fx\n",
+                            sum_slow / sum_oracle);
+            }
             for (const auto & [k, v] : share) std::printf("%-14s %5d examples, mean %.1f tokens\n", k.c_str(), v.first, double(v.second) / v.first);
             std::printf("longest example: %zu tokens\n", longest);
             return 0;
