@@ -48,6 +48,10 @@ std::string arith_overthink_cut_text(const ArithProblem & p, int n_lines, int ro
 // The fast prefix, then "<think>\n" + the slow think + answer: a fast start that turns into thinking.
 std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int rounds = -1);
 
+// The answer a scratchpad line states: its carry out (when non-zero), then its result digits — "...=08;8577\n" ->
+// "8577", "..=15;577." -> "1577". "" when the line is not a scratchpad line.
+std::string arith_line_answer(const std::string & line);
+
 // Number of re-check markers in a text (the rounds a generated think holds).
 int arith_count_rechecks(const std::string & text);
 

@@ -76,6 +76,17 @@ std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int roun
     return std::string(kArithQwen3FastPrefix) + arith_overthink_slow_text(p, rounds);
 }
 
+std::string arith_line_answer(const std::string & line) {
+    const size_t eq = line.find('='), semi = line.find(';');
+    if (eq == std::string::npos || semi == std::string::npos || eq + 2 >= semi) return "";
+    std::string digits;
+    for (size_t i = semi + 1; i < line.size(); ++i) {
+        if (line[i] >= '0' && line[i] <= '9') digits += line[i];
+    }
+    if (digits.empty()) return "";
+    return (line[eq + 1] != '0' ? std::string(1, line[eq + 1]) : "") + digits;
+}
+
 int arith_count_rechecks(const std::string & text) {
     int n = 0;
     for (size_t at = 0; (at = text.find(kMarkerHead, at)) != std::string::npos; at += 1) ++n;

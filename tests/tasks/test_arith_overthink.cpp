@@ -97,3 +97,13 @@ TEST(ArithOverthink, ThinkLengthsByLevel) {
         EXPECT_GE(slow, 5 * fast) << l;
     }
 }
+
+TEST(ArithOverthink, LineAnswer) {
+    const ArithProblem p = problem_4721_3856();
+    EXPECT_EQ(arith_line_answer(arith_trace_steps(p).back()), "8577");
+    EXPECT_EQ(arith_line_answer("..47+..38|7+8+0=15;577.\n"), "1577");  // a carry out leads
+    const ArithProblem q = arith_generate(5, 4);
+    EXPECT_EQ(arith_line_answer(arith_trace_steps(q).back()), q.answer);
+    EXPECT_EQ(arith_line_answer("Wait, check 01/03:\n"), "");
+    EXPECT_EQ(arith_line_answer(""), "");
+}

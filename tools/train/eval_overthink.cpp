@@ -30,17 +30,6 @@ std::vector<std::string> think_lines(const std::string & text) {
     return lines;
 }
 
-// The answer a scratchpad line states: its carry out (when non-zero) and its result digits ("...=08;8577").
-std::string line_answer(const std::string & line) {
-    const size_t eq = line.find('='), semi = line.find(';');
-    if (eq == std::string::npos || semi == std::string::npos || eq + 1 >= line.size()) return "";
-    std::string digits;
-    for (size_t i = semi + 1; i < line.size(); ++i) {
-        if (line[i] >= '0' && line[i] <= '9') digits += line[i];
-    }
-    return (line[eq + 1] != '0' ? std::string(1, line[eq + 1]) : "") + digits;
-}
-
 bool ot_ends_ok(const GenOut & g) { return g.hit_eog && arith_extract_answer(g.text).has_value(); }
 
 }  // namespace
@@ -103,7 +92,7 @@ OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed
             const GenOut fb = k_before >= 0 ? forced(k_before) : GenOut{};
             const GenOut fa = forced(k_after);
             const bool fbc = k_before >= 0 && arith_check(fb.text, p.answer), fac = arith_check(fa.text, p.answer);
-            const std::string first_answer = first > 0 ? line_answer(lines[first - 1]) : "";
+            const std::string first_answer = first > 0 ? arith_line_answer(lines[first - 1]) : "";
             const auto fa_answer = arith_extract_answer(fa.text);
             const bool fa_agree = !first_answer.empty() && fa_answer && *fa_answer == first_answer;
             // oracle
