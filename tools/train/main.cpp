@@ -89,7 +89,7 @@ int main(int argc, char ** argv) {
             else throw kvlens::Error("unknown option " + k);
         }
         if (cmd == "train") {
-            if (ta.profile == "overthink") ta.nan_guard = true;
+            if (ta.profile == "overthink") ta.host_adamw = true;
             return run_train(ta);
         }
         if (cmd == "show") {  // kvlens-train show --model M [--profile P] [--seed S]: examples of every mode, and a mix

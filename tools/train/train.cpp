@@ -15,6 +15,7 @@
 #include "data.h"
 #include "ggml-cpu.h"
 #include "ggml-opt.h"
+#include "host_adamw.h"
 #include "kvlens/arith_overthink.h"
 #include "reasoner.h"
 #include "vocab.h"
@@ -252,6 +253,7 @@ int run_train(const TrainArgs & a) {
     op.get_opt_pars = opt_pars;
     op.get_opt_pars_ud = &sched;
     op.optimizer = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
+    if (a.host_adamw) op.opt_period = kHostAdamwPeriod;  // ggml-opt computes the gradients, HostAdamw steps
     ggml_opt_context_t opt = ggml_opt_init(op);
 
     // validation set: fixed problems (seed bit 62), fast and slow per level
@@ -336,6 +338,9 @@ int run_train(const TrainArgs & a) {
     std::vector<Snapshot> snaps;     // newest last
     int restores = 0;
     Snapshot nan_snap = a.nan_guard ? take_snapshot(w, sched.step) : Snapshot{};
+    HostAdamw hadam;
+    hadam.wd = a.wd;
+    double grad_norm_acc = 0;
     int nan_restores = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
@@ -365,6 +370,12 @@ int run_train(const TrainArgs & a) {
         ggml_opt_result_t res = ggml_opt_result_init();
         ggml_opt_alloc(opt, true);
         ggml_opt_eval(opt, res);
+        if (a.host_adamw) {
+            const double gn = hadam.step(opt, w, scheduled_lr(a, sched.lr, sched.step));
+            if (gn < 0) std::fprintf(stderr, "host adamw: step %lld skipped (gradient non-finite or > %.0fx the median norm; %lld skipped)\n",
+                                     (long long) sched.step + 1, hadam.skip_factor, (long long) hadam.skipped);
+            else grad_norm_acc += gn;
+        }
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
@@ -422,9 +433,12 @@ int run_train(const TrainArgs & a) {
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (sched.step % a.log_every == 0) {
             const double sps = double(sched.step - step0) / secs;
-            std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.2f s/step  ETA %.1f min\n",
+            std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.2f s/step  ETA %.1f min",
                          (long long) sched.step, (long long) a.steps, loss_acc / loss_n, opt_pars(&sched).adamw.alpha,
                          tokens_done / secs, 1.0 / sps, double(a.steps - sched.step) / sps / 60.0);
+            if (a.host_adamw) std::fprintf(stderr, "  grad norm %.3g  skipped %lld", grad_norm_acc / loss_n, (long long) hadam.skipped);
+            std::fprintf(stderr, "\n");
+            grad_norm_acc = 0;
             loss_acc = 0;
             loss_n = 0;
         }

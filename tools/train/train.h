@@ -34,6 +34,9 @@ struct TrainArgs {
     // NaN guard (on with --profile overthink): after a step that left a weight non-finite, restore the weights of
     // the last 50-step snapshot, reset the AdamW moments (ggml_opt_reset), skip the batch and re-warm.
     bool nan_guard = false;
+    // Host AdamW (on with --profile overthink; tools/train/host_adamw.h): ggml-opt computes the gradients only; a
+    // step with a non-finite or outlier gradient is skipped, weights and moments untouched.
+    bool host_adamw = false;
     // The overthinking fine-tune (scripts/train-overthink.sh): --profile overthink selects its texts and mixture
     // (tools/train/data.h) and writes Qwen3's real chat template; --init-from starts an empty checkpoint dir from
     // a trained model instead of random weights, with qwen3.context_length set to --ctx (0: keep the file's).
