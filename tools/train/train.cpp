@@ -49,8 +49,6 @@ ggml_opt_optimizer_params opt_pars(void * ud) {
 // by 0 (row_keep) before the loss: their labels are all zero, so they add no loss and now no gradient.
 ggml_tensor * g_row_keep = nullptr;
 
-constexpr int kNanRewarm = 20;  // steps of the LR ramp after a NaN-guard restore
-
 // The spike guard's weight snapshots: host copies of every weight, taken every 100 steps (the last three kept).
 struct Snapshot {
     int64_t step = 0;
@@ -63,17 +61,6 @@ Snapshot take_snapshot(const Weights & w, int64_t step) {
         ggml_backend_tensor_get(t, s.data.back().data(), 0, ggml_nbytes(t));
     }
     return s;
-}
-bool all_finite(const Weights & w) {
-    std::vector<float> v;
-    for (ggml_tensor * t : w.all) {
-        v.resize(ggml_nelements(t));
-        ggml_backend_tensor_get(t, v.data(), 0, ggml_nbytes(t));
-        for (float x : v) {
-            if (!std::isfinite(x)) return false;
-        }
-    }
-    return true;
 }
 void restore_snapshot(const Weights & w, const Snapshot & s) {
     for (size_t i = 0; i < w.all.size(); ++i) ggml_backend_tensor_set(w.all[i], s.data[i].data(), 0, s.data[i].size());
@@ -163,7 +150,6 @@ std::string latest_ckpt(const std::string & dir) {
 }  // namespace
 
 double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t step) {
-    const double rewarm = s.rewarm_len > 0 ? s.rewarm_len : a.rewarm;
     const double t = double(step);
     double lr;
     if (t < a.warmup) {
@@ -174,7 +160,7 @@ double scheduled_lr(const TrainArgs & a, const LrState & s, int64_t step) {
         const double x = std::clamp((t - t0) / std::max(1.0, double(a.steps) - t0), 0.0, 1.0);
         lr = a.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * x)));
     }
-    if (s.rewarm_until > t) lr *= std::min(1.0, (t - s.rewarm_from + 1) / rewarm);  // after a resume or a restore
+    if (s.rewarm_until > t) lr *= std::min(1.0, (t - s.rewarm_from + 1) / double(a.rewarm));  // after a resume or a restore
     return lr * s.scale;
 }
 
@@ -337,11 +323,9 @@ int run_train(const TrainArgs & a) {
     std::deque<double> hist;         // the last 220 per-step losses since the start or the last restore (spike guard)
     std::vector<Snapshot> snaps;     // newest last
     int restores = 0;
-    Snapshot nan_snap = a.nan_guard ? take_snapshot(w, sched.step) : Snapshot{};
     HostAdamw hadam;
     hadam.wd = a.wd;
     double grad_norm_acc = 0;
-    int nan_restores = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
                                               {"kvlens.train.lr_scale_ppm", int64_t(std::llround(sched.lr.scale * 1e6))}};
@@ -379,23 +363,6 @@ int run_train(const TrainArgs & a) {
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
-        if (a.nan_guard) {  // a step that made a weight non-finite: back to the last good weights, fresh moments
-            if (!all_finite(w)) {
-                restore_snapshot(w, nan_snap);
-                ggml_opt_reset(opt, true);
-                sched.lr.rewarm_from = double(sched.step + 1);
-                sched.lr.rewarm_until = double(sched.step + 1 + kNanRewarm);
-                sched.lr.rewarm_len = kNanRewarm;
-                ++nan_restores;
-                std::fprintf(stderr, "nan guard: step %lld made weights non-finite; weights of step %lld restored, "
-                                     "optimizer moments reset (restore %d)\n",
-                             (long long) sched.step + 1, (long long) nan_snap.step, nan_restores);
-                if (nan_restores > 50) throw std::runtime_error("nan guard: more than 50 restores");
-                ++sched.step;  // the batch is skipped (the data stream is a function of the step)
-                continue;
-            }
-            nan_snap = take_snapshot(w, sched.step + 1);  // 5 MB: cheap next to a step
-        }
         const double step_loss = per_target_loss(loss, pb, hp.n_vocab);
         loss_acc += step_loss;
         ++loss_n;
@@ -415,7 +382,6 @@ int run_train(const TrainArgs & a) {
                     sched.lr.scale *= 0.7;
                     sched.lr.rewarm_from = double(sched.step);
                     sched.lr.rewarm_until = double(sched.step + a.rewarm);
-                    sched.lr.rewarm_len = 0;
                     if (++restores > 8) throw std::runtime_error("spike guard: more than 8 restores; lower --lr");
                     std::fprintf(stderr, "spike guard: loss %.3f over the last 20 steps vs %.3f before: weights of step %lld "
                                          "restored, lr scale now %.3f (restore %d)\n",

@@ -31,9 +31,6 @@ struct TrainArgs {
     // Spike guard: when the mean loss of the last 20 steps exceeds spike_factor x the mean of the 200 before,
     // restore the weights of a snapshot 100-199 steps back, scale the LR by 0.7 and re-warm (0: off).
     double spike_factor = 0;
-    // NaN guard (on with --profile overthink): after a step that left a weight non-finite, restore the weights of
-    // the last 50-step snapshot, reset the AdamW moments (ggml_opt_reset), skip the batch and re-warm.
-    bool nan_guard = false;
     // Host AdamW (on with --profile overthink; tools/train/host_adamw.h): ggml-opt computes the gradients only; a
     // step with a non-finite or outlier gradient is skipped, weights and moments untouched.
     bool host_adamw = false;
@@ -49,7 +46,6 @@ struct TrainArgs {
 // the spike guard's scale (kept in checkpoints as kvlens.train.lr_scale_ppm).
 struct LrState {
     double rewarm_from = 0, rewarm_until = -1;
-    double rewarm_len = 0;  // the ramp's length (0: --rewarm; the NaN guard's restores use a short one)
     double scale = 1;
 };
 
