@@ -72,8 +72,9 @@ std::string arith_cut_text(const ArithProblem & p, int n_steps);
 std::string arith_fast_then_slow_text(const ArithProblem & p);
 
 // The final answer in an assistant text: the digits after the last "</think>" (or the whole text when it
-// holds no think tags), surrounding whitespace and a trailing "<|im_end|>" ignored. nullopt when that is not
-// a plain number, or a "<think>" was never closed.
+// holds no think tags), surrounding whitespace and a trailing "<|im_end|>" ignored; when that text has several
+// lines (a worked answer, kvlens/arith_overthink.h), its last line. nullopt when that is not a plain number, or
+// a "<think>" was never closed.
 std::optional<std::string> arith_extract_answer(const std::string & assistant_text);
 // Same, but throws kvlens::Error naming the problem instead of returning nullopt.
 std::string arith_require_answer(const std::string & assistant_text);

@@ -188,6 +188,8 @@ std::optional<std::string> arith_extract_answer(const std::string & assistant_te
     if (t.size() >= eot.size() && t.compare(t.size() - eot.size(), eot.size(), eot) == 0) {
         t = trim(t.substr(0, t.size() - eot.size()));
     }
+    const size_t nl = t.rfind('\n');  // a worked answer ("1+6+0=07;...\n8577"): the answer is its last line
+    if (nl != std::string::npos) t = trim(t.substr(nl + 1));
     if (!is_plain_number(t)) return std::nullopt;
     return t;
 }

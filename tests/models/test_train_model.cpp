@@ -6,6 +6,7 @@
 
 // The trainer's sources (tools/train is an app, not part of the library).
 #include "../../tools/train/data.cpp"
+#include "../../tools/train/host_adamw.cpp"
 #include "../../tools/train/reasoner.cpp"
 #include "../../tools/train/train.cpp"
 #include "../../tools/train/vocab.cpp"

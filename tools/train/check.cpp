@@ -60,7 +60,7 @@ double max_rel_logit_diff(const std::vector<float> & a, const std::vector<float>
 }
 
 double compare_with_llama(const std::string & gguf_path, const std::vector<std::string> & texts, int threads) {
-    Generator gen(gguf_path, threads);
+    Generator gen(gguf_path, threads, read_hparams(gguf_path, nullptr).n_ctx);
     double worst = 0;
     for (const auto & t : texts) {
         const auto toks = gen.tokenize(t);

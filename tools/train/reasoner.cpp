@@ -151,7 +151,7 @@ void save_gguf(const Weights & w, const std::string & path, const std::map<std::
     gguf_set_val_f32(g, "qwen3.attention.layer_norm_rms_epsilon", h.rms_eps);
     gguf_set_val_f32(g, "qwen3.rope.freq_base", h.rope_base);
     for (const auto & [k, v] : extra) gguf_set_val_i64(g, k.c_str(), v);
-    write_vocab(g, reasoner_vocab());
+    write_vocab(g, reasoner_vocab(), w.chat_template);
     std::vector<std::vector<uint8_t>> host(w.all.size());
     for (size_t i = 0; i < w.all.size(); ++i) {
         ggml_tensor * t = w.all[i];
@@ -223,6 +223,14 @@ void load_weights(Weights & w, const std::string & path) {
     }
     gguf_free(g);
     ggml_free(dctx);
+}
+
+std::string read_chat_template(const std::string & path) {
+    gguf_context * g = open_gguf(path, nullptr);
+    const int64_t id = gguf_find_key(g, "tokenizer.chat_template");
+    const std::string t = id >= 0 ? gguf_get_val_str(g, id) : "";
+    gguf_free(g);
+    return t;
 }
 
 }  // namespace kvlens::train

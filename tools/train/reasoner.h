@@ -35,6 +35,7 @@ struct Weights {
     ggml_tensor *tok_embd = nullptr, *output_norm = nullptr, *output = nullptr;
     std::vector<Layer> layers;
     std::vector<ggml_tensor *> all;  // every weight, in file order
+    std::string chat_template;       // written by save_gguf (empty: the committed model's kChatTemplate)
 
     void create(const HParams & hp, ggml_backend_t backend);
     void init_random(uint64_t seed);
@@ -61,5 +62,7 @@ void save_gguf(const Weights & w, const std::string & path, const std::map<std::
 HParams read_hparams(const std::string & path, std::map<std::string, int64_t> * extra);
 // Copies the weights of a file written by save_gguf into w (created with matching hparams).
 void load_weights(Weights & w, const std::string & path);
+// tokenizer.chat_template of a GGUF ("" when it has none).
+std::string read_chat_template(const std::string & path);
 
 }  // namespace kvlens::train

@@ -15,6 +15,8 @@
 #include "data.h"
 #include "ggml-cpu.h"
 #include "ggml-opt.h"
+#include "host_adamw.h"
+#include "kvlens/arith_overthink.h"
 #include "reasoner.h"
 #include "vocab.h"
 
@@ -62,6 +64,51 @@ Snapshot take_snapshot(const Weights & w, int64_t step) {
 }
 void restore_snapshot(const Weights & w, const Snapshot & s) {
     for (size_t i = 0; i < w.all.size(); ++i) ggml_backend_tensor_set(w.all[i], s.data[i].data(), 0, s.data[i].size());
+}
+
+// Tokens the classic texts (the committed model's training data) contain.
+std::vector<bool> classic_tokens(const Tokenizer & tok, int n_vocab) {
+    std::vector<bool> seen(n_vocab, false);
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        for (uint64_t s = 0; s < 20; ++s) {
+            const ArithProblem p = arith_generate(l, s);
+            for (Mode m : {Mode::Fast, Mode::Slow, Mode::Cut, Mode::FastThenSlow}) {
+                for (int32_t t : make_example(tok, p, m, 1).tokens) seen[t] = true;
+            }
+        }
+    }
+    return seen;
+}
+
+// A fine-tune from the committed model meets tokens that model never saw (the letters of "Wait, check"): their
+// embeddings are still random, their hidden states unlike any it was trained on, and the gradients through them
+// grow ~1000x per layer until they overflow (docs/MODEL.md). Each such token that the overthinking texts use
+// starts instead from the embedding of a seen punctuation token plus a little noise.
+void seed_new_token_embeddings(Weights & w, const std::string & model, uint64_t seed) {
+    Tokenizer tok(model);
+    const int V = int(w.tok_embd->ne[1]), E = int(w.tok_embd->ne[0]);
+    const std::vector<bool> seen = classic_tokens(tok, V);
+    std::vector<bool> used(V, false);
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        const ArithProblem p = arith_generate(l, 1);
+        for (int32_t t : tok.tokenize(arith_chat_prompt(p) + arith_overthink_fast_then_slow_text(p))) used[t] = true;
+    }
+    std::vector<float> emb(size_t(V) * E);
+    ggml_backend_tensor_get(w.tok_embd, emb.data(), 0, ggml_nbytes(w.tok_embd));
+    const int32_t sources[] = {tok.tokenize("+")[0], tok.tokenize("|")[0], tok.tokenize("=")[0],
+                               tok.tokenize(";")[0], tok.tokenize(".")[0]};
+    std::mt19937_64 rng(seed ^ 0x5eedull);
+    std::normal_distribution<float> noise(0.0f, 0.005f);
+    std::string names;
+    int n = 0;
+    for (int t = 0; t < V; ++t) {
+        if (!used[t] || seen[t]) continue;
+        const int32_t src = sources[n++ % 5];
+        for (int e = 0; e < E; ++e) emb[size_t(t) * E + e] = emb[size_t(src) * E + e] + noise(rng);
+        names += "'" + tok.piece(t) + "' ";
+    }
+    ggml_backend_tensor_set(w.tok_embd, emb.data(), 0, ggml_nbytes(w.tok_embd));
+    std::fprintf(stderr, "new tokens seeded from seen punctuation: %s\n", names.c_str());
 }
 
 double per_target_loss(double mean_loss, const PackedBatch & pb, int n_vocab) {
@@ -132,6 +179,7 @@ int run_train(const TrainArgs & a) {
     std::map<std::string, int64_t> state;
     const std::string resume = latest_ckpt(a.ckpt_dir);
     Schedule sched{&a, 0};
+    const Profile profile = parse_profile(a.profile);
     if (!resume.empty()) {
         hp = read_hparams(resume, &state);
         w.create(hp, backend);
@@ -140,10 +188,25 @@ int run_train(const TrainArgs & a) {
         if (state.count("kvlens.train.lr_scale_ppm")) sched.lr.scale = state["kvlens.train.lr_scale_ppm"] / 1e6;
         std::fprintf(stderr, "resumed from %s at step %lld (optimizer moments restart; lr re-warms over %d steps)\n",
                      resume.c_str(), (long long) sched.step, a.rewarm);
+    } else if (!a.init_from.empty()) {  // a fine-tune: start from a trained model
+        hp = read_hparams(a.init_from, nullptr);
+        if (a.ctx > 0) hp.n_ctx = a.ctx;
+        w.create(hp, backend);
+        load_weights(w, a.init_from);
+        std::fprintf(stderr, "fine-tuning %s (context %d)\n", a.init_from.c_str(), hp.n_ctx);
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
-        save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
+    }
+    if (profile == Profile::Overthink && resume.empty() && !a.init_from.empty()) seed_new_token_embeddings(w, a.init_from, a.seed);
+    if (profile == Profile::Overthink) {
+        w.chat_template = qwen3_chat_template();
+        std::fprintf(stderr, "profile overthink: chat template from %s\n", qwen3_chat_template_path().c_str());
+    }
+    if (resume.empty()) save_gguf(w, a.ckpt_dir + "/ckpt-0.gguf", {{"kvlens.train.step", 0}});
+    if (a.row_len > hp.n_ctx) {
+        throw std::runtime_error("--row " + std::to_string(a.row_len) + " exceeds the context length " +
+                                 std::to_string(hp.n_ctx) + " (--ctx)");
     }
     sched.lr.rewarm_from = double(sched.step);
     sched.lr.rewarm_until = resume.empty() ? -1.0 : double(sched.step + a.rewarm);
@@ -176,6 +239,7 @@ int run_train(const TrainArgs & a) {
     op.get_opt_pars = opt_pars;
     op.get_opt_pars_ud = &sched;
     op.optimizer = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
+    if (a.host_adamw) op.opt_period = kHostAdamwPeriod;  // ggml-opt computes the gradients, HostAdamw steps
     ggml_opt_context_t opt = ggml_opt_init(op);
 
     // validation set: fixed problems (seed bit 62), fast and slow per level
@@ -183,17 +247,24 @@ int run_train(const TrainArgs & a) {
     for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
         for (int i = 0; i < a.val_per_level; ++i) {
             ArithProblem p = arith_generate(l, (1ull << 62) | uint64_t(l * 100000 + i));
-            val.push_back(make_example(tok, p, Mode::Fast));
-            val.push_back(make_example(tok, p, Mode::Slow));
+            val.push_back(make_example(tok, p, Mode::Fast, 0, profile));
+            val.push_back(make_example(tok, p, Mode::Slow, 0, profile));
+            if (profile == Profile::Overthink) {  // closed right after the first solution
+                val.push_back(make_example(tok, p, Mode::Cut, arith_first_solution_lines(p), profile));
+            }
         }
     }
+    const std::vector<int> val_modes = profile == Profile::Overthink
+                                           ? std::vector<int>{int(Mode::Fast), int(Mode::Slow), int(Mode::Cut)}
+                                           : std::vector<int>{int(Mode::Fast), int(Mode::Slow)};
     auto validate = [&]() {
         std::map<std::pair<int, int>, std::pair<int, int>> em;  // (mode, level) -> (exact, n)
         double loss_sum = 0;
         int nb = 0;
         PackedBatch pb;
+        std::vector<bool> used;
         for (size_t from = 0; from < val.size();) {
-            from += pack(val, from, T, B, pb);
+            from += profile == Profile::Overthink ? pack_first_fit(val, used, T, B, pb) : pack(val, from, T, B, pb);
             set_batch(opt, in, pb, hp.n_vocab);
             ggml_opt_result_t res = ggml_opt_result_init();
             ggml_opt_alloc(opt, false);
@@ -217,7 +288,7 @@ int run_train(const TrainArgs & a) {
             }
         }
         std::string line = "  val loss " + std::to_string(loss_sum / nb).substr(0, 6) + " | answer exact (teacher-forced):";
-        for (int m : {int(Mode::Fast), int(Mode::Slow)}) {
+        for (int m : val_modes) {
             line += std::string(" ") + mode_name(Mode(m));
             for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
                 auto c = em[{m, l}];
@@ -229,7 +300,7 @@ int run_train(const TrainArgs & a) {
         std::fprintf(stderr, "%s\n", line.c_str());
     };
 
-    Mixture mix;
+    Mixture mix = profile == Profile::Overthink ? overthink_mixture() : Mixture();
     if (!a.level_weights.empty()) {
         size_t at = 0;
         for (int l = 0; l < kArithMaxLevel; ++l) {
@@ -252,6 +323,9 @@ int run_train(const TrainArgs & a) {
     std::deque<double> hist;         // the last 220 per-step losses since the start or the last restore (spike guard)
     std::vector<Snapshot> snaps;     // newest last
     int restores = 0;
+    HostAdamw hadam;
+    hadam.wd = a.wd;
+    double grad_norm_acc = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},
                                               {"kvlens.train.lr_scale_ppm", int64_t(std::llround(sched.lr.scale * 1e6))}};
@@ -270,11 +344,22 @@ int run_train(const TrainArgs & a) {
         pool_pos = 0;
         const double progress = double(sched.step) / double(a.steps);
         while (int(pool.size()) < B * 8) pool.push_back(mix.draw(tok, rng, progress));
-        pool_pos += pack(pool, pool_pos, T, B, pb);
+        if (profile == Profile::Overthink) {
+            std::vector<bool> used;
+            pack_first_fit(pool, used, T, B, pb);
+        } else {
+            pool_pos += pack(pool, pool_pos, T, B, pb);
+        }
         set_batch(opt, in, pb, hp.n_vocab);
         ggml_opt_result_t res = ggml_opt_result_init();
         ggml_opt_alloc(opt, true);
         ggml_opt_eval(opt, res);
+        if (a.host_adamw) {
+            const double gn = hadam.step(opt, w, scheduled_lr(a, sched.lr, sched.step));
+            if (gn < 0) std::fprintf(stderr, "host adamw: step %lld skipped (gradient non-finite or > %.0fx the median norm; %lld skipped)\n",
+                                     (long long) sched.step + 1, hadam.skip_factor, (long long) hadam.skipped);
+            else grad_norm_acc += gn;
+        }
         double loss;
         ggml_opt_result_loss(res, &loss, nullptr);
         ggml_opt_result_free(res);
@@ -314,9 +399,12 @@ int run_train(const TrainArgs & a) {
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (sched.step % a.log_every == 0) {
             const double sps = double(sched.step - step0) / secs;
-            std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.2f s/step  ETA %.1f min\n",
+            std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.2f s/step  ETA %.1f min",
                          (long long) sched.step, (long long) a.steps, loss_acc / loss_n, opt_pars(&sched).adamw.alpha,
                          tokens_done / secs, 1.0 / sps, double(a.steps - sched.step) / sps / 60.0);
+            if (a.host_adamw) std::fprintf(stderr, "  grad norm %.3g  skipped %lld", grad_norm_acc / loss_n, (long long) hadam.skipped);
+            std::fprintf(stderr, "\n");
+            grad_norm_acc = 0;
             loss_acc = 0;
             loss_n = 0;
         }

@@ -31,6 +31,15 @@ struct TrainArgs {
     // Spike guard: when the mean loss of the last 20 steps exceeds spike_factor x the mean of the 200 before,
     // restore the weights of a snapshot 100-199 steps back, scale the LR by 0.7 and re-warm (0: off).
     double spike_factor = 0;
+    // Host AdamW (on with --profile overthink; tools/train/host_adamw.h): ggml-opt computes the gradients only; a
+    // step with a non-finite or outlier gradient is skipped, weights and moments untouched.
+    bool host_adamw = false;
+    // The overthinking fine-tune (scripts/train-overthink.sh): --profile overthink selects its texts and mixture
+    // (tools/train/data.h) and writes Qwen3's real chat template; --init-from starts an empty checkpoint dir from
+    // a trained model instead of random weights, with qwen3.context_length set to --ctx (0: keep the file's).
+    std::string profile = "classic";
+    std::string init_from;
+    int ctx = 0;
 };
 
 // The run's own LR state on top of the schedule: an --rewarm-step ramp after a resume or a spike-guard restore, and
@@ -50,10 +59,11 @@ struct EvalArgs {
     std::string model = "models/kvlens-reasoner.gguf";
     int per_level = 200;
     uint64_t seed = 0;   // evaluation problems use seeds kArithEvalSeedBit | (seed*1e6 + i)
-    int short_cutoff = 16;
+    int short_cutoff = 0;  // 0: 16 tokens for the classic model, 64 for the overthinking one (docs/MODEL.md)
     int threads = 2;
-    int max_new = 160;  // the longest slow answer (level 5) is 132 tokens
+    int max_new = 0;     // 0: the model's context minus the longest prompt (the classic model: 160 suffices)
     std::string jsonl;   // optional per-problem records
+    std::string profile = "auto";  // classic | overthink | auto (overthink when the model carries Qwen3's template)
 };
 
 int run_eval(const EvalArgs & a);

@@ -2,6 +2,9 @@
 #include "vocab.h"
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 
 #include "gguf.h"
 
@@ -17,6 +20,21 @@ const char * const kChatTemplate =
     "{{- '<think>\\n</think>\\n\\n' }}"
     "{%- endif %}"
     "{%- endif %}";
+
+#ifndef KVLENS_LLAMA_DIR
+#define KVLENS_LLAMA_DIR "third_party/llama.cpp"
+#endif
+
+std::string qwen3_chat_template_path() { return std::string(KVLENS_LLAMA_DIR) + "/models/templates/Qwen-Qwen3-0.6B.jinja"; }
+
+std::string qwen3_chat_template() {
+    const std::string path = qwen3_chat_template_path();
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error("cannot read Qwen3's chat template " + path);
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
 
 namespace {
 
@@ -86,7 +104,7 @@ const Vocab & reasoner_vocab() {
     return v;
 }
 
-void write_vocab(gguf_context * g, const Vocab & v) {
+void write_vocab(gguf_context * g, const Vocab & v, const std::string & chat_template) {
     gguf_set_val_str(g, "tokenizer.ggml.model", "gpt2");
     gguf_set_val_str(g, "tokenizer.ggml.pre", "qwen2");
     std::vector<const char *> toks, merges;
@@ -100,7 +118,7 @@ void write_vocab(gguf_context * g, const Vocab & v) {
     gguf_set_val_u32(g, "tokenizer.ggml.bos_token_id", v.id_endoftext);
     gguf_set_val_u32(g, "tokenizer.ggml.padding_token_id", v.id_endoftext);
     gguf_set_val_bool(g, "tokenizer.ggml.add_bos_token", false);
-    gguf_set_val_str(g, "tokenizer.chat_template", kChatTemplate);
+    gguf_set_val_str(g, "tokenizer.chat_template", chat_template.empty() ? kChatTemplate : chat_template.c_str());
 }
 
 }  // namespace kvlens::train

@@ -15,9 +15,16 @@ struct Vocab {
 };
 
 const Vocab & reasoner_vocab();
-extern const char * const kChatTemplate;
+extern const char * const kChatTemplate;  // the committed model's ChatML + think template
 
-// Writes tokenizer.* keys (model gpt2, pre qwen2, tokens, types, merges, special ids, chat template).
-void write_vocab(gguf_context * g, const Vocab & v);
+// Qwen3's real chat template, read from the pinned llama.cpp tree at run time
+// (KVLENS_LLAMA_DIR/models/templates/Qwen-Qwen3-0.6B.jinja; the path is a compile definition). Throws when the
+// file cannot be read.
+std::string qwen3_chat_template();
+std::string qwen3_chat_template_path();
+
+// Writes tokenizer.* keys (model gpt2, pre qwen2, tokens, types, merges, special ids, chat template: kChatTemplate
+// when chat_template is empty).
+void write_vocab(gguf_context * g, const Vocab & v, const std::string & chat_template = "");
 
 }  // namespace kvlens::train

@@ -1,0 +1,58 @@
+// The overthinking profile of the arithmetic task family (issue 13): the embedded reasoner fine-tuned to answer
+// and think the way Qwen3 does, on the problems of kvlens/arith.h.
+//
+// The assistant turn after "<|im_start|>assistant\n" (the prompt of arith_chat_prompt):
+//   fast: "<think>\n\n</think>\n\n" WORK ANSWER "<|im_end|>"
+//         Qwen3's real non-thinking prefix (its template with enable_thinking=false), then a brief worked
+//         answer as Qwen3's non-thinking answers have: one compact line of column sums, least significant first,
+//         "a+b[+c]+k=NN" joined by ';' (the same sub-expression as a scratchpad line, but with each digit looked
+//         up in the question itself), then the answer on its own line. For 4721+3856:
+//           "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n8577<|im_end|>"
+//   slow: "<think>\n" SOLUTION { MARKER(k) SOLUTION } "</think>\n\n" ANSWER "<|im_end|>"
+//         SOLUTION is the scratchpad of arith_trace_steps (the first complete solution); then
+//         arith_recheck_rounds(level) re-check rounds, each a marker line "Wait, check KK/NN:\n" (round KK of NN)
+//         and the solution re-derived. Easier levels get more rounds (docs/MODEL.md, "The overthinking profile").
+// A think may be closed ("</think>\n\n" forced) after any of its lines: after the first complete solution the
+// answer is that solution's; before it, a guess.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kvlens/arith.h"
+
+namespace kvlens {
+
+extern const char * const kArithQwen3FastPrefix;  // "<think>\n\n</think>\n\n"
+
+// Re-check rounds after the first solution, by level: 20, 11, 6, 4, 3. Throws for an unknown level.
+int arith_recheck_rounds(int level);
+// "Wait, check KK/NN:\n" (two digits each). Throws unless 1 <= round <= rounds <= 99.
+std::string arith_recheck_marker(int round, int rounds);
+// True when a think line is a re-check marker.
+bool arith_is_recheck_marker(const std::string & line);
+
+// The fast answer's worked line: "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n".
+std::string arith_fast_work(const ArithProblem & p);
+// Every line of the slow think, each ending with '\n': the first solution's lines, then per round its marker and
+// the solution again. rounds < 0: arith_recheck_rounds(level); otherwise that many (the fine-tune's length
+// curriculum starts with fewer rounds; the markers then count to that number).
+std::vector<std::string> arith_overthink_lines(const ArithProblem & p, int rounds = -1);
+// Lines of the first complete solution (= arith_trace_steps(p).size()).
+int arith_first_solution_lines(const ArithProblem & p);
+
+// Full assistant turns (including the final "<|im_end|>").
+std::string arith_overthink_fast_text(const ArithProblem & p);
+std::string arith_overthink_slow_text(const ArithProblem & p, int rounds = -1);
+// The slow think cut after n_lines of its lines (0 <= n_lines <= all), closed with "</think>\n\n" + answer.
+std::string arith_overthink_cut_text(const ArithProblem & p, int n_lines, int rounds = -1);
+// The fast prefix, then "<think>\n" + the slow think + answer: a fast start that turns into thinking.
+std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int rounds = -1);
+
+// The answer a scratchpad line states: its carry out (when non-zero), then its result digits — "...=08;8577\n" ->
+// "8577", "..=15;577." -> "1577". "" when the line is not a scratchpad line.
+std::string arith_line_answer(const std::string & line);
+
+// Number of re-check markers in a text (the rounds a generated think holds).
+int arith_count_rechecks(const std::string & text);
+
+}  // namespace kvlens

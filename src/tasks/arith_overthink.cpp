@@ -1,0 +1,96 @@
+// The overthinking profile: Qwen3's non-thinking prefix with a worked fast answer, and a slow think that
+// re-checks its first solution in extra rounds (include/kvlens/arith_overthink.h).
+#include "kvlens/arith_overthink.h"
+
+#include "kvlens/error.h"
+
+namespace kvlens {
+
+const char * const kArithQwen3FastPrefix = "<think>\n\n</think>\n\n";
+
+namespace {
+const char * const kMarkerHead = "Wait, check ";
+
+std::string two_digits(int v) { return std::string(1, char('0' + v / 10)) + char('0' + v % 10); }
+}  // namespace
+
+int arith_recheck_rounds(int level) {
+    arith_level_digits(level);  // throws for an unknown level
+    static const int rounds[] = {20, 11, 6, 4, 3};
+    return rounds[level - 1];
+}
+
+std::string arith_recheck_marker(int round, int rounds) {
+    if (round < 1 || round > rounds || rounds > 99) {
+        throw Error("arith: re-check round " + std::to_string(round) + " of " + std::to_string(rounds));
+    }
+    return kMarkerHead + two_digits(round) + "/" + two_digits(rounds) + ":\n";
+}
+
+bool arith_is_recheck_marker(const std::string & line) { return line.rfind(kMarkerHead, 0) == 0; }
+
+std::string arith_fast_work(const ArithProblem & p) {
+    // the '|'-to-';' middle of each scratchpad line ("a+b+k=NN"), joined by ';'
+    std::string w;
+    for (const std::string & line : arith_trace_steps(p)) {
+        const size_t a = line.find('|'), b = line.find(';');
+        if (!w.empty()) w += ';';
+        w += line.substr(a + 1, b - a - 1);
+    }
+    return w + "\n";
+}
+
+int arith_first_solution_lines(const ArithProblem & p) { return int(arith_trace_steps(p).size()); }
+
+std::vector<std::string> arith_overthink_lines(const ArithProblem & p, int rounds) {
+    const std::vector<std::string> sol = arith_trace_steps(p);
+    std::vector<std::string> lines = sol;
+    const int n = rounds < 0 ? arith_recheck_rounds(p.level) : rounds;
+    for (int r = 1; r <= n; ++r) {
+        lines.push_back(arith_recheck_marker(r, n));
+        lines.insert(lines.end(), sol.begin(), sol.end());
+    }
+    return lines;
+}
+
+std::string arith_overthink_fast_text(const ArithProblem & p) {
+    return std::string(kArithQwen3FastPrefix) + arith_fast_work(p) + p.answer + kArithEndOfTurn;
+}
+
+std::string arith_overthink_cut_text(const ArithProblem & p, int n_lines, int rounds) {
+    const auto lines = arith_overthink_lines(p, rounds);
+    if (n_lines < 0 || n_lines > int(lines.size())) {
+        throw Error("arith: cut after line " + std::to_string(n_lines) + " of a " + std::to_string(lines.size()) +
+                    "-line think");
+    }
+    std::string t = kArithSlowPrefix;
+    for (int i = 0; i < n_lines; ++i) t += lines[i];
+    return t + kArithThinkClose + p.answer + kArithEndOfTurn;
+}
+
+std::string arith_overthink_slow_text(const ArithProblem & p, int rounds) {
+    return arith_overthink_cut_text(p, int(arith_overthink_lines(p, rounds).size()), rounds);
+}
+
+std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int rounds) {
+    return std::string(kArithQwen3FastPrefix) + arith_overthink_slow_text(p, rounds);
+}
+
+std::string arith_line_answer(const std::string & line) {
+    const size_t eq = line.find('='), semi = line.find(';');
+    if (eq == std::string::npos || semi == std::string::npos || eq + 2 >= semi) return "";
+    std::string digits;
+    for (size_t i = semi + 1; i < line.size(); ++i) {
+        if (line[i] >= '0' && line[i] <= '9') digits += line[i];
+    }
+    if (digits.empty()) return "";
+    return (line[eq + 1] != '0' ? std::string(1, line[eq + 1]) : "") + digits;
+}
+
+int arith_count_rechecks(const std::string & text) {
+    int n = 0;
+    for (size_t at = 0; (at = text.find(kMarkerHead, at)) != std::string::npos; at += 1) ++n;
+    return n;
+}
+
+}  // namespace kvlens

@@ -1,0 +1,109 @@
+// Model-free tests of the overthinking profile's texts (kvlens/arith_overthink.h).
+#include <gtest/gtest.h>
+
+#include "kvlens/arith_overthink.h"
+#include "kvlens/error.h"
+
+using namespace kvlens;
+
+namespace {
+ArithProblem problem_4721_3856() {
+    ArithProblem p = arith_generate(4, 0);
+    p.operands = {4721, 3856};
+    p.question = "4721+3856";
+    p.answer = "8577";
+    return p;
+}
+}  // namespace
+
+TEST(ArithOverthink, FastPrefixIsQwen3s) {
+    EXPECT_STREQ(kArithQwen3FastPrefix, "<think>\n\n</think>\n\n");
+}
+
+TEST(ArithOverthink, FastAnswerHasOneWorkedLine) {
+    const ArithProblem p = problem_4721_3856();
+    EXPECT_EQ(arith_fast_work(p), "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n");
+    const std::string t = arith_overthink_fast_text(p);
+    EXPECT_EQ(t, "<think>\n\n</think>\n\n1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n8577<|im_end|>");
+    EXPECT_EQ(arith_extract_answer(t).value(), "8577");
+    EXPECT_TRUE(arith_check(t, "8577"));
+    // level 5: three digits and the carry per column
+    const ArithProblem q = arith_generate(5, 11);
+    const std::string w = arith_fast_work(q);
+    EXPECT_EQ(std::count(w.begin(), w.end(), ';'), 3);
+    EXPECT_EQ(w.find('='), std::string("1+6+2+0").size());
+    EXPECT_TRUE(arith_check(arith_overthink_fast_text(q), q.answer));
+}
+
+TEST(ArithOverthink, MoreRoundsOnEasierLevels) {
+    for (int l = kArithMinLevel; l < kArithMaxLevel; ++l) {
+        EXPECT_GT(arith_recheck_rounds(l), arith_recheck_rounds(l + 1)) << l;
+    }
+    EXPECT_GE(arith_recheck_rounds(kArithMaxLevel), 1);
+    EXPECT_THROW(arith_recheck_rounds(0), Error);
+    EXPECT_THROW(arith_recheck_rounds(6), Error);
+}
+
+TEST(ArithOverthink, MarkerFormat) {
+    EXPECT_EQ(arith_recheck_marker(1, 20), "Wait, check 01/20:\n");
+    EXPECT_EQ(arith_recheck_marker(11, 11), "Wait, check 11/11:\n");
+    EXPECT_TRUE(arith_is_recheck_marker(arith_recheck_marker(3, 4)));
+    EXPECT_FALSE(arith_is_recheck_marker("4721+3856|1+6+0=07;7...\n"));
+    EXPECT_THROW(arith_recheck_marker(0, 3), Error);
+    EXPECT_THROW(arith_recheck_marker(4, 3), Error);
+    EXPECT_THROW(arith_recheck_marker(1, 100), Error);
+}
+
+TEST(ArithOverthink, SlowThinkIsSolutionThenRechecks) {
+    const ArithProblem p = problem_4721_3856();
+    const auto sol = arith_trace_steps(p);
+    const auto lines = arith_overthink_lines(p);
+    const int n = arith_recheck_rounds(4);
+    ASSERT_EQ(int(lines.size()), int(sol.size()) * (n + 1) + n);
+    EXPECT_EQ(arith_first_solution_lines(p), int(sol.size()));
+    for (int r = 0; r <= n; ++r) {
+        const int at = r * int(sol.size() + 1);  // each round: marker + solution
+        if (r > 0) EXPECT_EQ(lines[at - 1], arith_recheck_marker(r, n));
+        for (size_t i = 0; i < sol.size(); ++i) EXPECT_EQ(lines[at + i], sol[i]) << r << " " << i;
+    }
+    const std::string slow = arith_overthink_slow_text(p);
+    EXPECT_EQ(slow.rfind("<think>\n", 0), 0u);
+    EXPECT_NE(slow.find("...4+...3|4+3+1=08;8577\n</think>\n\n8577<|im_end|>"), std::string::npos);
+    EXPECT_EQ(arith_count_rechecks(slow), n);
+    EXPECT_EQ(arith_extract_answer(slow).value(), "8577");
+}
+
+TEST(ArithOverthink, CutsAndFastThenSlow) {
+    const ArithProblem p = arith_generate(2, 5);
+    const int all = int(arith_overthink_lines(p).size());
+    EXPECT_EQ(arith_overthink_cut_text(p, 0), "<think>\n</think>\n\n" + p.answer + "<|im_end|>");
+    EXPECT_EQ(arith_overthink_cut_text(p, all), arith_overthink_slow_text(p));
+    const std::string after_first = arith_overthink_cut_text(p, arith_first_solution_lines(p));
+    EXPECT_EQ(arith_count_rechecks(after_first), 0);
+    EXPECT_TRUE(arith_check(after_first, p.answer));
+    EXPECT_EQ(arith_count_rechecks(arith_overthink_cut_text(p, arith_first_solution_lines(p) + 1)), 1);
+    EXPECT_THROW(arith_overthink_cut_text(p, all + 1), Error);
+    EXPECT_THROW(arith_overthink_cut_text(p, -1), Error);
+    EXPECT_EQ(arith_overthink_fast_then_slow_text(p), std::string(kArithQwen3FastPrefix) + arith_overthink_slow_text(p));
+}
+
+TEST(ArithOverthink, ThinkLengthsByLevel) {
+    // several hundred characters (= tokens, one per character but for the think tags) on every level
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        const ArithProblem p = arith_generate(l, 3);
+        const size_t slow = arith_overthink_slow_text(p).size(), fast = arith_overthink_fast_text(p).size();
+        EXPECT_GE(slow, 400u) << l;
+        EXPECT_LE(slow, 760u) << l;
+        EXPECT_GE(slow, 5 * fast) << l;
+    }
+}
+
+TEST(ArithOverthink, LineAnswer) {
+    const ArithProblem p = problem_4721_3856();
+    EXPECT_EQ(arith_line_answer(arith_trace_steps(p).back()), "8577");
+    EXPECT_EQ(arith_line_answer("..47+..38|7+8+0=15;577.\n"), "1577");  // a carry out leads
+    const ArithProblem q = arith_generate(5, 4);
+    EXPECT_EQ(arith_line_answer(arith_trace_steps(q).back()), q.answer);
+    EXPECT_EQ(arith_line_answer("Wait, check 01/03:\n"), "");
+    EXPECT_EQ(arith_line_answer(""), "");
+}
