@@ -124,7 +124,9 @@ public:
 
     bool submit(std::shared_ptr<Job> job) override {
         std::lock_guard<std::mutex> l(mu_);
-        if (stopping_ || (int) queue_.size() + busy_ > c_.queue_max) return false;  // one running + queue_max waiting
+        // one running + queue_max waiting; a running job that has posted its answer no longer holds the slot
+        const int running = busy_ && current_ && !current_->finished ? 1 : 0;
+        if (stopping_ || (int) queue_.size() + running > c_.queue_max) return false;
         queue_.push_back(std::move(job));
         cv_.notify_one();
         return true;
@@ -154,12 +156,14 @@ private:
                 job = queue_.front();
                 queue_.pop_front();
                 busy_ = 1;
+                current_ = job;
             }
             struct Idle {
                 SingleSlotEngine * e;
                 ~Idle() {
                     std::lock_guard<std::mutex> l(e->mu_);
                     e->busy_ = 0;
+                    e->current_.reset();
                 }
             } idle{this};
             if (job->cancelled) {
@@ -321,6 +325,7 @@ private:
     std::deque<std::shared_ptr<Job>> queue_;
     bool stopping_ = false;
     int busy_ = 0;
+    std::shared_ptr<Job> current_;  // the running job (under mu_)
     std::thread worker_;
 };
 

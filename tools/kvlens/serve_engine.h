@@ -52,7 +52,10 @@ struct Job {
     std::atomic<bool> end_thinking{false};  // POST /v1/chat/completions/control reasoning_end
     std::chrono::steady_clock::time_point queued_at = std::chrono::steady_clock::now();
 
+    std::atomic<bool> finished{false};      // its last event (Done or Error) is posted: the slot counts as free
+
     void post(Event e) {
+        if (e.kind != Event::Delta) finished = true;
         {
             std::lock_guard<std::mutex> l(mu_);
             events_.push_back(std::move(e));
