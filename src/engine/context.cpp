@@ -18,6 +18,22 @@ ggml_type parse_cache_type(const std::string & s) {
     throw Error("unknown cache type '" + s + "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
 }
 
+TapSpec validated_tap(const TapSpec & spec, const ModelFacts & f) {
+    std::vector<int> seen;
+    for (int l : spec.layers) {
+        if (l < 0 || l >= f.n_layer)
+            throw Error("layer " + std::to_string(l) + " out of range: the model has layers 0.." + std::to_string(f.n_layer - 1));
+        if (std::find(seen.begin(), seen.end(), l) != seen.end()) throw Error("layer " + std::to_string(l) + " is listed twice");
+        seen.push_back(l);
+    }
+    if (spec.kv && !spec.layers.empty() && f.head_dim_k != f.head_dim_v)
+        throw Error("K and V head widths differ (" + std::to_string(f.head_dim_k) + " vs " + std::to_string(f.head_dim_v) +
+                    "): not supported by the KV tap");
+    TapSpec t = spec;
+    std::sort(t.layers.begin(), t.layers.end());
+    return t;
+}
+
 llama_context_params context_params(const ModelFacts & f, const SessionParams & p, int & n_ctx_out) {
     llama_context_params cp = llama_context_default_params();
     if (p.n_ctx < 0) throw Error("context size must be positive (-c)");

@@ -125,19 +125,7 @@ Session::~Session() {
 
 void Session::set_tap(const TapSpec & spec) {
     const ModelFacts & f = model_->facts();
-    std::vector<int> seen;
-    for (int l : spec.layers) {
-        if (l < 0 || l >= f.n_layer)
-            throw Error("layer " + std::to_string(l) + " out of range: the model has layers 0.." + std::to_string(f.n_layer - 1));
-        if (std::find(seen.begin(), seen.end(), l) != seen.end())
-            throw Error("layer " + std::to_string(l) + " is listed twice");
-        seen.push_back(l);
-    }
-    if (spec.kv && f.head_dim_k != f.head_dim_v)
-        throw Error("K and V head widths differ (" + std::to_string(f.head_dim_k) + " vs " +
-                    std::to_string(f.head_dim_v) + "): not supported by the KV tap");
-    tap_ = spec;
-    std::sort(tap_.layers.begin(), tap_.layers.end());
+    tap_ = engine::validated_tap(spec, f);
     impl_->filter.build(tap_, f.n_layer);
 }
 

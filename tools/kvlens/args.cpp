@@ -144,6 +144,25 @@ PromptFormat make_thinking_format(const Model & m, const PromptArgs & pa) {
     return f;
 }
 
+PromptFormat make_format_for(const Model & m, const PromptArgs & pa, PromptMode mode) {
+    return mode == PromptMode::None ? make_prompt_format(m, pa) : make_thinking_format(m, pa);
+}
+
+std::vector<Token> prompt_tokens(const Model & m, const PromptArgs & pa, bool chat, const std::string & reasoning,
+                                 const std::string & text, bool add_bos) {
+    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
+    const PromptMode mode = parse_prompt_mode(reasoning);
+    std::vector<Token> toks;
+    if (chat) {
+        toks = make_format_for(m, pa, mode).tokens(m, text, mode);
+        if (!add_bos && !toks.empty() && toks[0] == m.bos()) toks.erase(toks.begin());
+    } else {
+        toks = m.tokenize(text, add_bos, true);
+    }
+    if (pa.verbose_prompt) print_verbose_prompt(m, toks);
+    return toks;
+}
+
 std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out) {
     if (!ps.data.empty()) return load_think_items(ps.data, ps.format);
     if (ps.n_arith <= 0) throw Error("give --arith N or --data FILE");

@@ -52,6 +52,13 @@ PromptFormat make_prompt_format(const Model & m, const PromptArgs & pa);
 // A format for fast/slow modes: refuses a template without a thinking mode (unless prefixes are given).
 PromptFormat make_thinking_format(const Model & m, const PromptArgs & pa);
 
+// The format for one generation prompt mode (a thinking mode refuses a template without one).
+PromptFormat make_format_for(const Model & m, const PromptArgs & pa, PromptMode mode);
+// generate / kv-dump: the prompt's tokens, chat-wrapped (--chat or a template override given; `reasoning` is
+// -rea on|off|auto) or raw with BOS as the tokenizer wants (unless add_bos is false). Prints them with --verbose-prompt.
+std::vector<Token> prompt_tokens(const Model & m, const PromptArgs & pa, bool chat, const std::string & reasoning,
+                                 const std::string & text, bool add_bos = true);
+
 // Parse argv (after normalize_llama_flags). Returns -1 to continue, else an exit code (help / error).
 int parse(CLI::App & app, int argc, char ** argv);
 

@@ -84,7 +84,7 @@ static int cmd_embed(int argc, char ** argv) {
     chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
     if (chat) {  // the text each vector pools is the whole prompt, as the model's template renders it
         const PromptMode mode = parse_prompt_mode(reasoning);
-        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
+        const PromptFormat pf = cli::make_format_for(*model, pa, mode);
         for (auto & t : texts) {
             pf.tokens(*model, t, mode);  // checks the prefix tokenizes as part of the whole
             t = pf.render(*model, t) + pf.prefix(mode);

@@ -34,17 +34,7 @@ static int cmd_generate(int argc, char ** argv) {
 
     std::string text = cli::read_prompt(prompt, file);
     auto model = cli::load_model(a);
-    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
-    const PromptMode mode = parse_prompt_mode(reasoning);
-    std::vector<Token> toks;
-    if (chat) {
-        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
-        toks = pf.tokens(*model, text, mode);
-        if (no_bos && !toks.empty() && toks[0] == model->bos()) toks.erase(toks.begin());
-    } else {
-        toks = model->tokenize(text, !no_bos, true);
-    }
-    if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
+    auto toks = cli::prompt_tokens(*model, pa, chat, reasoning, text, !no_bos);
     if (toks.empty()) throw Error("the prompt tokenizes to nothing");
 
     Session s(model, a.session);

@@ -55,16 +55,7 @@ static int cmd_kv_dump(int argc, char ** argv) {
     TapSpec spec;
     spec.layers = parse_layers(layers_spec, f.n_layer);
     spec.hidden = spec.hidden_embedding = hidden;
-    chat = chat || !pa.chat_template.empty() || !pa.chat_template_file.empty();
-    const PromptMode mode = parse_prompt_mode(reasoning);
-    std::vector<Token> toks;
-    if (chat) {
-        const PromptFormat pf = mode == PromptMode::None ? cli::make_prompt_format(*model, pa) : cli::make_thinking_format(*model, pa);
-        toks = pf.tokens(*model, text, mode);
-    } else {
-        toks = model->tokenize(text, true, true);
-    }
-    if (pa.verbose_prompt) print_verbose_prompt(*model, toks);
+    auto toks = cli::prompt_tokens(*model, pa, chat, reasoning, text);
     if (toks.empty()) throw Error("the prompt tokenizes to nothing");
 
     Session s(model, a.session);
