@@ -31,6 +31,10 @@ RandomModelSpec model_shape(const std::string & name);
 // Write the GGUF; throws kvlens::Error on failure.
 void write_random_model(const RandomModelSpec & spec, const std::string & path);
 
+// A real model's shape (model_shape) with random weights of wtype on a vocabulary GGUF, via cached_random_model.
+std::string cached_shape_model(const std::string & shape, const std::string & wtype, const std::string & vocab_gguf,
+                               const std::string & dir);
+
 // The benchmarks' model: DIR/random-TAG-WTYPE.gguf, written once (atomically) and reused afterwards.
 std::string cached_random_model(const RandomModelSpec & spec, const std::string & tag, const std::string & dir);
 

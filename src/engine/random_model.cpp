@@ -227,4 +227,12 @@ std::string cached_random_model(const RandomModelSpec & s, const std::string & t
     return path;
 }
 
+std::string cached_shape_model(const std::string & shape, const std::string & wtype, const std::string & vocab_gguf,
+                               const std::string & dir) {
+    RandomModelSpec s = model_shape(shape);
+    s.weight_type = wtype;
+    s.vocab_gguf = vocab_gguf;
+    return cached_random_model(s, shape, dir);
+}
+
 }  // namespace kvlens

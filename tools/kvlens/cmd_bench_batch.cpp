@@ -111,10 +111,7 @@ static int bench_batch(int argc, char ** argv) {
     if (pp < 1 || tg < 2 || reps < 1) throw Error("--npp and --reps must be >= 1, --ntg >= 2");
     const std::vector<int> B = parse_ints(nps, "--npl");
     if (a.model.path.empty()) {
-        RandomModelSpec spec = model_shape(shape);
-        spec.weight_type = wtype;
-        spec.vocab_gguf = vocab;
-        a.model.path = cached_random_model(spec, shape, cache_dir);
+        a.model.path = cached_shape_model(shape, wtype, vocab, cache_dir);
     }
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();

@@ -124,10 +124,7 @@ static int bench_coe(int argc, char ** argv) {
     // ---- speed ---------------------------------------------------------------------------------------------
     if (!skip_speed) {
         if (a.model.path.empty()) {
-            RandomModelSpec s = model_shape(shape);
-            s.weight_type = wtype;
-            s.vocab_gguf = vocab;
-            a.model.path = cached_random_model(s, shape, cache_dir);
+            a.model.path = cached_shape_model(shape, wtype, vocab, cache_dir);
         }
         auto model = cli::load_model(a);
         const ModelFacts & f = model->facts();

@@ -61,10 +61,7 @@ static int bench_tap(int argc, char ** argv) {
     if (!json_out.empty()) check_writable(json_out);  // before the runs
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
     if (a.model.path.empty()) {
-        RandomModelSpec spec = model_shape(shape);
-        spec.weight_type = wtype;
-        spec.vocab_gguf = vocab;
-        a.model.path = cached_random_model(spec, shape, cache_dir);
+        a.model.path = cached_shape_model(shape, wtype, vocab, cache_dir);
     }
 
     auto model = cli::load_model(a);

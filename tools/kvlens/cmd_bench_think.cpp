@@ -43,10 +43,7 @@ static int bench_think(int argc, char ** argv) {
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (n_prompt < 1 || n_decode < 1 || reps < 1) throw Error("--prompt-tokens, --decode and --reps must be >= 1");
     if (a.model.path.empty()) {
-        RandomModelSpec s = model_shape(shape);
-        s.weight_type = "q8_0";
-        s.vocab_gguf = vocab;
-        a.model.path = cached_random_model(s, shape, cache_dir);
+        a.model.path = cached_shape_model(shape, "q8_0", vocab, cache_dir);
     }
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
