@@ -17,6 +17,6 @@ BASE=models/kvlens-reasoner.gguf  # the committed model the fine-tune starts fro
 mkdir -p "$CK"
 echo "train-overthink: $(date -u +%FT%TZ) checkpoints in $CK, model to $OUT" >&2
 "$T" train --profile overthink --init-from "$BASE" --ctx 768 --row 720 --batch 3 \
-  --ckpt "$CK" --out "$OUT" --steps 10000 --lr 6e-5 --warmup 300 --rewarm 300 \
+  --ckpt "$CK" --out "$OUT" --steps 5000 --lr 6e-5 --warmup 300 --rewarm 300 \
   --spike-guard 1.8 --ckpt-minutes 10 --val-every 500 --val-per-level 16 --threads 2
 echo "train-overthink: wrote $OUT; evaluate with: $T eval --model $OUT --per-level 200 --seed 0" >&2
