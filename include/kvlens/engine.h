@@ -16,6 +16,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,7 @@ struct SeqStep {
 class SeqJob {
 public:
     virtual ~SeqJob() = default;
-    virtual std::vector<Token> prompt() = 0;
+    virtual std::vector<Token> prompt() = 0;  // empty: the job is done at once (it leaves its slot)
     // After each sampled token; ev.logits is valid only during the call.
     virtual SeqStep on_token(const TokenEvent & ev) = 0;
     // The sequence left its slot: done by on_token, or out of room (context = true: the next tokens would not
@@ -53,6 +54,9 @@ public:
     virtual void on_finish(bool context) {}
     // Called once when the job joins, with its slot (sequence id) — before the prompt is evaluated.
     virtual void on_join(int seq) {}
+    // When everything pending is evaluated, before sampling: a step here (append, rewind, stop) is taken instead
+    // of sampling a token; nullopt samples as usual. (A prompt that depends on what the tap saw of the last one.)
+    virtual std::optional<SeqStep> on_evaluated() { return std::nullopt; }
 
     SamplingParams sampling;               // this sequence's sampler (greedy by default)
     std::vector<TapConsumer *> consumers;  // receive this sequence's rows only (not owned)

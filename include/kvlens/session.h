@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvlens/model.h"
+#include "kvlens/sequence.h"
 #include "kvlens/tap.h"
 
 struct llama_context;
@@ -33,32 +34,8 @@ struct SamplingParams {
     uint32_t seed = 0xFFFFFFFF;  // LLAMA_DEFAULT_SEED: random
 };
 
-// Per generated token: the chosen id, its text, its position and the distribution it was drawn from.
-struct TokenEvent {
-    Token id;
-    std::string piece;
-    int pos;               // position of this token in the sequence
-    const float * logits;  // n_vocab raw logits that produced it
-    int n_vocab;
-    // softmax statistics of `logits` (computed once, temperature 1)
-    float logprob;    // log p(id)
-    float maxprob;    // max_j p(j)
-    float entropy;    // -sum p log2 p (bits)
-};
 
-struct GenerateResult {
-    std::vector<Token> tokens;
-    std::string text;
-    bool hit_eog = false;    // stopped on an end-of-generation token (included in tokens)
-    bool hit_cap = false;    // stopped at max_tokens
-    bool hit_ctx = false;    // stopped because the context is full (the last token is in tokens, not evaluated)
-    double seconds = 0;
-};
-
-// Return false to stop generation after this token.
-using TokenCallback = std::function<bool(const TokenEvent &)>;
-
-class Session {
+class Session : public Sequence {
 public:
     Session(std::shared_ptr<Model> model, const SessionParams & params = {});
     ~Session();
@@ -68,8 +45,9 @@ public:
     // Taps: subscribe before evaluating. The spec's layers are validated against the model.
     void set_tap(const TapSpec & spec);
     const TapSpec & tap() const { return tap_; }
-    void subscribe(TapConsumer * c);     // not owned
-    void unsubscribe(TapConsumer * c);
+    void require_tap(const TapSpec & spec) override { set_tap(spec); }
+    void subscribe(TapConsumer * c) override;     // not owned
+    void unsubscribe(TapConsumer * c) override;
 
     void set_sampling(const SamplingParams & sp);
 
@@ -77,28 +55,24 @@ public:
     // every appended token (else only the last). Throws if the context would overflow or tokens are invalid.
     // The tap sees every token's K/V and every layer's hidden state, except the LAST layer's hidden state,
     // which llama.cpp computes only for output tokens (the last one, or all with all_logits).
-    void eval(const std::vector<Token> & tokens, bool all_logits = false);
-    // Tokenize text (special tokens parsed) and eval it: e.g. control text like "</think>\n\n".
-    void append_text(const std::string & text);
-    // Sample the next token from the last logits with the sampler chain (does not eval it).
-    Token sample();
-    // Generate up to max_tokens: sample, report, eval, until an end-of-generation token, the cap or the end of the
-    // context (hit_ctx). Throws kvlens::Error when the logits are not finite (NaN weights).
-    // stop_at_eog = false keeps going through end-of-generation tokens (benchmarks: always max_tokens).
-    GenerateResult generate(int max_tokens, const TokenCallback & cb = nullptr, bool stop_at_eog = true);
+    void eval(const std::vector<Token> & tokens, bool all_logits);
+    void eval(const std::vector<Token> & tokens) override { eval(tokens, false); }
+    // Sample the next token from the last logits with the sampler chain (does not eval it). Throws kvlens::Error
+    // when the logits are not finite (NaN weights). generate() and append_text() come from Sequence.
+    Token sample() override;
+    const float * sampled_logits() const override { return logits(-1); }
     // Cut the sequence back to its first `pos` tokens (llama_memory_seq_rm) and tell the taps.
-    void rewind(int pos);
-    void clear() { rewind(0); }
+    void rewind(int pos) override;
 
-    int n_past() const { return (int) tokens_.size(); }
-    int n_ctx() const;
+    int n_past() const override { return (int) tokens_.size(); }
+    int n_ctx() const override;
     const std::vector<Token> & tokens() const { return tokens_; }
     // Logits of the i-th token of the last eval call (-1: last). Valid until the next eval.
     const float * logits(int i = -1) const;
     // Raw serialized KV state of the sequence (llama_state_seq_get_data), for verification.
     std::vector<uint8_t> state_data() const;
 
-    Model & model() const { return *model_; }
+    Model & model() const override { return *model_; }
     llama_context * raw() const { return ctx_; }
 
     struct Impl;  // eval-callback state (engine-internal)

@@ -23,6 +23,7 @@
 #include "kvlens/coe.h"
 #include "kvlens/probe.h"
 #include "kvlens/prompt.h"
+#include "kvlens/sequence.h"
 #include "kvlens/session.h"
 #include "kvlens/window.h"
 
@@ -46,6 +47,9 @@ struct ThinkParams {
     bool confidence = true; // KV-CoE confidence of the answer (taps every layer)
     bool trace = false;     // keep every online score in ThinkResult::scores
     bool verbose_prompt = false;  // print the prompt's tokens (mode prefix included) to stderr, as llama.cpp does
+    // classifier policy: start in this mode instead of the initial decision (the score is still computed and the
+    // online switch still watches): the sweeps' runs for a tau whose decision differs from the run's own
+    std::optional<ThinkMode> first_mode;
 };
 
 // The decision rule alone (model-free): feed it scores, it says when to switch.
@@ -124,31 +128,38 @@ struct ThinkInput {
     std::string rendered;
 };
 
-// Runs questions on one Session (the tap is set by the runner). clf may be null for always-fast/slow.
+// Runs questions on one Sequence (a Session, or one of an Engine's: run_sequences). clf may be null for
+// always-fast/slow. The params given at construction say what is tapped (the classifier's window, the confidence's
+// every layer: tap_spec); each run may take its own policy, tau, delta, caps, online and paper mode.
 class ThinkRunner {
 public:
-    ThinkRunner(Session & s, const KvClassifier * clf, PromptFormat fmt, ThinkParams p);
+    ThinkRunner(Sequence & s, const KvClassifier * clf, PromptFormat fmt, ThinkParams p);
     ~ThinkRunner();
     ThinkRunner(const ThinkRunner &) = delete;
     ThinkRunner & operator=(const ThinkRunner &) = delete;
 
     ThinkResult run(const std::string & question);
+    // With this run's own params (confidence as at construction).
+    ThinkResult run(const std::string & question, const ThinkParams & p);
     // The same with a pre-rendered conversation and hooks; run(q) == run({q, ""}, {}).
     ThinkResult run(const ThinkInput & in, const ThinkHooks & hooks);
+    ThinkResult run(const ThinkInput & in, const ThinkHooks & hooks, const ThinkParams & p);
     // The initial score of a question without generating (scores the prompt window). Leaves the prompt evaluated.
     double initial_score(const std::string & question);
-    ThinkParams & params() { return p_; }
+    const ThinkParams & params() const { return p_; }
     const PromptFormat & format() const { return fmt_; }
+    // What a runner with these settings reads from the tap (an Engine's tap must cover it).
+    static TapSpec tap_spec(const ModelFacts & f, const KvClassifier * clf, const ThinkParams & p);
 
 private:
     struct Gen;
-    int prefill_prompt(const ThinkInput & in, ThinkResult & r);
+    int prefill_prompt(const ThinkInput & in, ThinkResult & r, const ThinkParams & p);
     double score_window(ThinkResult & r);
-    void generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act);
+    void generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act, const ThinkParams & p);
     int room(int reserve) const;
-    void run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt);
+    void run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt, const ThinkParams & p);
 
-    Session & s_;
+    Sequence & s_;
     const KvClassifier * clf_;
     PromptFormat fmt_;
     ThinkParams p_;
@@ -199,7 +210,7 @@ struct PrepRecord {
 // One question: prompt windows, a fast and a slow answer (greedy, as the session's sampler says), checked;
 // switch-aware windows when asked. The session's tap and the window's subscription are set up by the caller
 // (window layers tapped, window subscribed).
-PrepRecord prep_question(Session & s, KvWindow & w, const PromptFormat & fmt, const std::string & question,
+PrepRecord prep_question(Sequence & s, KvWindow & w, const PromptFormat & fmt, const std::string & question,
                          const AnswerChecker & check, const PrepParams & p);
 
 }  // namespace kvlens

@@ -46,15 +46,31 @@ struct ThinkRunner::Gen {
     int reserve = 0;            // context kept free for a control text
 };
 
-ThinkRunner::ThinkRunner(Session & s, const KvClassifier * clf, PromptFormat fmt, ThinkParams p)
-    : s_(s), clf_(clf), fmt_(std::move(fmt)), p_(p) {
-    if (p_.fast_cap <= 0 || p_.slow_cap <= 0) throw Error("token caps must be positive");
-    if (p_.every <= 0) throw Error("--every must be >= 1");
-    if (p_.delta < 0) throw Error("--delta must be >= 0");
-    if (std::isnan(p_.give_up)) throw Error("--give-up must be a number");
-    const ModelFacts & f = s_.model().facts();
-    if (p_.policy == ThinkPolicyKind::Classifier && !clf_) throw Error("the classifier policy needs a classifier (--classifier)");
+namespace {
+void check_params(const ThinkParams & p, const KvClassifier * clf) {
+    if (p.fast_cap <= 0 || p.slow_cap <= 0) throw Error("token caps must be positive");
+    if (p.every <= 0) throw Error("--every must be >= 1");
+    if (p.delta < 0) throw Error("--delta must be >= 0");
+    if (std::isnan(p.give_up)) throw Error("--give-up must be a number");
+    if (p.policy == ThinkPolicyKind::Classifier && !clf) throw Error("the classifier policy needs a classifier (--classifier)");
+}
+}  // namespace
+
+TapSpec ThinkRunner::tap_spec(const ModelFacts & f, const KvClassifier * clf, const ThinkParams & p) {
     TapSpec spec;
+    if (clf) spec.layers = parse_layers(clf->meta().window.layers, f.n_layer);
+    if (p.confidence) {
+        spec.layers.clear();
+        for (int l = 0; l < f.n_layer; ++l) spec.layers.push_back(l);
+    }
+    return spec;
+}
+
+ThinkRunner::ThinkRunner(Sequence & s, const KvClassifier * clf, PromptFormat fmt, ThinkParams p)
+    : s_(s), clf_(clf), fmt_(std::move(fmt)), p_(p) {
+    check_params(p_, clf_);
+    const ModelFacts & f = s_.model().facts();
+    const TapSpec spec = tap_spec(f, clf_, p_);
     if (clf_) {
         clf_->check_model(f);
         auto layers = parse_layers(clf_->meta().window.layers, f.n_layer);
@@ -62,17 +78,14 @@ ThinkRunner::ThinkRunner(Session & s, const KvClassifier * clf, PromptFormat fmt
         if (window_->dim() != clf_->meta().input_dim)
             throw Error("classifier input width " + std::to_string(clf_->meta().input_dim) + " does not match its window (" +
                         std::to_string(window_->dim()) + ")");
-        spec.layers = layers;
     }
     if (p_.confidence) {
-        spec.layers.clear();
-        for (int l = 0; l < f.n_layer; ++l) spec.layers.push_back(l);
         KvCoeOptions o;
         o.layers = spec.layers;
         o.kv_part = KvPart::KV;
         coe_ = std::make_unique<KvCoeConsumer>(o);
     }
-    s_.set_tap(spec);
+    s_.require_tap(spec);
     if (window_) s_.subscribe(window_.get());
     if (coe_) s_.subscribe(coe_.get());
 }
@@ -93,7 +106,7 @@ double ThinkRunner::score_window(ThinkResult & r) {
 }
 
 // Evaluates the chat-wrapped prompt; scores the prompt (chat window, or the raw question first for "raw").
-int ThinkRunner::prefill_prompt(const ThinkInput & in, ThinkResult & r) {
+int ThinkRunner::prefill_prompt(const ThinkInput & in, ThinkResult & r, const ThinkParams & p) {
     const std::string & q = in.question;
     if (q.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("empty question");
     const Model & m = s_.model();
@@ -120,7 +133,7 @@ int ThinkRunner::prefill_prompt(const ThinkInput & in, ThinkResult & r) {
         throw Error("question of " + std::to_string(toks.size()) + " prompt tokens does not fit the context of " +
                     std::to_string(s_.n_ctx()) + " tokens (-c) with room to answer");
     s_.clear();
-    const bool scored = clf_ && p_.policy == ThinkPolicyKind::Classifier;
+    const bool scored = clf_ && p.policy == ThinkPolicyKind::Classifier;
     if (scored && clf_->meta().variant == "raw") {
         s_.eval(tok(q));
         r.initial_score = score_window(r);
@@ -135,19 +148,18 @@ int ThinkRunner::prefill_prompt(const ThinkInput & in, ThinkResult & r) {
 double ThinkRunner::initial_score(const std::string & q) {
     if (!clf_) throw Error("initial_score needs a classifier");
     ThinkResult r;
-    ThinkParams keep = p_;
-    p_.policy = ThinkPolicyKind::Classifier;
-    prefill_prompt(ThinkInput{q, ""}, r);
-    p_ = keep;
+    ThinkParams p = p_;
+    p.policy = ThinkPolicyKind::Classifier;
+    prefill_prompt(ThinkInput{q, ""}, r, p);
     return r.initial_score;
 }
 
 // Generates in the policy's current mode until end of generation or the cap. After every k-th generated token is
 // evaluated the window (which now ends at that token) is scored; with act, a switch appends the control text right
 // there and goes on in the new mode; without, it only records where the switch would be (paper mode's scan).
-void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act) {
+void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, bool act, const ThinkParams & p) {
     const Model & m = s_.model();
-    int budget = pol.mode() == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
+    int budget = pol.mode() == ThinkMode::Fast ? p.fast_cap : p.slow_cap;
     int used = 0;
     bool closed = false;
     while (true) {
@@ -173,7 +185,7 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         const std::string piece = m.piece(t, true);
         r.output += piece;
         if (hooks_) {
-            if (hooks_->maxprob) maxprob_sum_ += softmax_stats(s_.logits(), m.facts().n_vocab, t).maxprob;
+            if (hooks_->maxprob) maxprob_sum_ += softmax_stats(s_.sampled_logits(), m.facts().n_vocab, t).maxprob;
             if (hooks_->on_event && !hooks_->on_event(ThinkEvent{ThinkEvent::Token, piece, t, m.is_eog(t), r.generated})) {
                 r.stopped = true;
                 break;
@@ -182,10 +194,10 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         if (m.is_eog(t)) break;  // sampled and counted, not evaluated (as Session::generate)
         s_.eval({t});
         if (piece.find(fmt_.think_close) != std::string::npos) closed = true;
-        const bool watch = clf_ && p_.policy == ThinkPolicyKind::Classifier && !(pol.mode() == ThinkMode::Slow && closed);
+        const bool watch = clf_ && p.policy == ThinkPolicyKind::Classifier && !(pol.mode() == ThinkMode::Slow && closed);
         if (!watch || !pol.due(r.generated)) continue;
         const double sc = score_window(r);
-        if (p_.trace) r.scores.push_back({r.generated, (float) sc});
+        if (p.trace) r.scores.push_back({r.generated, (float) sc});
         auto to = pol.observe(r.generated, sc);
         if (!to || !act) continue;
         const std::string & ctl = *to == ThinkMode::Fast ? fmt_.to_fast : fmt_.to_slow;
@@ -196,16 +208,16 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         if (hooks_ && hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Control, ctl});
         used = 0;
         closed = false;
-        budget = *to == ThinkMode::Fast ? p_.fast_cap : p_.slow_cap;
+        budget = *to == ThinkMode::Fast ? p.fast_cap : p.slow_cap;
     }
 }
 
-void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt) {
+void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt, const ThinkParams & p) {
     const Model & m = s_.model();
     Gen first;
     first.reserve = 0;
     const std::string prefix = r.output;
-    generate_mode(pol, r, first, /*act=*/false);
+    generate_mode(pol, r, first, /*act=*/false, p);
     if (!pol.switched()) {
         r.generated_paper = r.generated;
         return;
@@ -226,46 +238,53 @@ void ThinkRunner::run_paper(ThinkPolicy & pol, ThinkResult & r, int n_prompt) {
     const int before = r.generated;
     Gen second;
     r.hit_cap = false;
-    generate_mode(pol, r, second, false);
+    generate_mode(pol, r, second, false, p);
     r.generated_paper = cut + (r.generated - before);
 }
 
-ThinkResult ThinkRunner::run(const std::string & question) { return run(ThinkInput{question, ""}, ThinkHooks{}); }
+ThinkResult ThinkRunner::run(const std::string & question) { return run(ThinkInput{question, ""}, ThinkHooks{}, p_); }
+ThinkResult ThinkRunner::run(const std::string & question, const ThinkParams & p) {
+    return run(ThinkInput{question, ""}, ThinkHooks{}, p);
+}
+ThinkResult ThinkRunner::run(const ThinkInput & in, const ThinkHooks & hooks) { return run(in, hooks, p_); }
 
-ThinkResult ThinkRunner::run(const ThinkInput & in, const ThinkHooks & hooks) {
+ThinkResult ThinkRunner::run(const ThinkInput & in, const ThinkHooks & hooks, const ThinkParams & p) {
+    check_params(p, clf_);
+    if (p.confidence != p_.confidence) throw Error("the confidence setting is fixed when a ThinkRunner is made");
     struct Reset {
         const ThinkHooks *& h;
         ~Reset() { h = nullptr; }
     } reset{hooks_};
     hooks_ = hooks.on_event || hooks.end_thinking || hooks.maxprob ? &hooks : nullptr;
-    if (hooks_ && p_.paper_mode) throw Error("paper mode runs without hooks");
+    if (hooks_ && p.paper_mode) throw Error("paper mode runs without hooks");
     maxprob_sum_ = 0;
     const std::string & question = in.question;
     auto t0 = Clock::now();
     ThinkResult r;
     r.question = question;
-    const int n_prompt = prefill_prompt(in, r);
-    ThinkPolicy pol(p_);
-    ThinkMode mode = p_.policy == ThinkPolicyKind::AlwaysFast   ? ThinkMode::Fast
-                     : p_.policy == ThinkPolicyKind::AlwaysSlow ? ThinkMode::Slow
-                                                                : pol.initial(r.initial_score);
+    const int n_prompt = prefill_prompt(in, r, p);
+    ThinkPolicy pol(p);
+    ThinkMode mode = p.policy == ThinkPolicyKind::AlwaysFast   ? ThinkMode::Fast
+                     : p.policy == ThinkPolicyKind::AlwaysSlow ? ThinkMode::Slow
+                     : p.first_mode                            ? *p.first_mode
+                                                               : pol.initial(r.initial_score);
     r.first_mode = mode;
-    r.gave_up = p_.policy == ThinkPolicyKind::Classifier && pol.gives_up(r.initial_score);
+    r.gave_up = p.policy == ThinkPolicyKind::Classifier && !p.first_mode && pol.gives_up(r.initial_score);
     if (coe_) coe_->reset(n_prompt);
     const std::string & prefix = mode == ThinkMode::Fast ? fmt_.fast_prefix : fmt_.slow_prefix;
     s_.append_text(prefix);
     r.control_tokens = s_.n_past() - n_prompt;
-    if (p_.verbose_prompt) print_verbose_prompt(s_.model(), fmt_.tokens(s_.model(), question, to_prompt_mode(mode)));
+    if (p.verbose_prompt) print_verbose_prompt(s_.model(), fmt_.tokens(s_.model(), question, to_prompt_mode(mode)));
     r.output = prefix;
     if (hooks_ && hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Prefix, prefix});
     pol.start(mode, r.gave_up);
-    if (p_.paper_mode && p_.online && p_.policy == ThinkPolicyKind::Classifier) {
-        run_paper(pol, r, n_prompt);
+    if (p.paper_mode && p.online && p.policy == ThinkPolicyKind::Classifier) {
+        run_paper(pol, r, n_prompt, p);
     } else {
         Gen g;
         const Model & m = s_.model();
         g.reserve = (int) std::max(m.tokenize(fmt_.to_fast, false, true).size(), m.tokenize(fmt_.to_slow, false, true).size());
-        generate_mode(pol, r, g, /*act=*/true);
+        generate_mode(pol, r, g, /*act=*/true, p);
         r.generated_paper = r.generated;
     }
     r.final_mode = pol.mode();

@@ -13,7 +13,7 @@ namespace {
 std::vector<Token> tokenize_prompt(const Model & m, const std::string & text) { return PromptFormat::tokenize(m, text); }
 
 // Generate up to cap tokens (bounded by the context, keeping `reserve` free); cb sees every token.
-PrepAnswer answer(Session & s, const std::string & prefix, int cap, int reserve, const AnswerChecker & check,
+PrepAnswer answer(Sequence & s, const std::string & prefix, int cap, int reserve, const AnswerChecker & check,
                   const TokenCallback & cb = nullptr) {
     PrepAnswer a;
     const int n = std::min(cap, s.n_ctx() - s.n_past() - reserve);
@@ -31,7 +31,7 @@ PrepAnswer answer(Session & s, const std::string & prefix, int cap, int reserve,
 
 }  // namespace
 
-PrepRecord prep_question(Session & s, KvWindow & w, const PromptFormat & fmt, const std::string & question,
+PrepRecord prep_question(Sequence & s, KvWindow & w, const PromptFormat & fmt, const std::string & question,
                          const AnswerChecker & check, const PrepParams & p) {
     auto t0 = std::chrono::steady_clock::now();
     if (question.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("empty question");

@@ -156,6 +156,28 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
             sl.pending.clear();
         }
     };
+    // what a job said after an evaluation (sampled: the token just sampled, or null from on_evaluated)
+    auto apply = [&](int s, const SeqStep & step, const Token * sampled) {
+        Slot & sl = im.slots[s];
+        if (step.stop) {
+            finish(s, false);
+            return;
+        }
+        if (step.rewind_to >= 0) {
+            if (step.rewind_to > sl.n_past) throw Error("cannot rewind to position " + std::to_string(step.rewind_to));
+            llama_memory_seq_rm(mem, s, step.rewind_to, -1);
+            sl.n_past = step.rewind_to;
+            for (TapConsumer * c : sl.job->consumers) c->on_rewind(step.rewind_to);
+        }
+        sl.pending.clear();
+        sl.off = 0;
+        if (step.keep_sampled && sampled) sl.pending.push_back(*sampled);
+        check_ids(step.append);
+        sl.pending.insert(sl.pending.end(), step.append.begin(), step.append.end());
+        if (sl.pending.empty()) throw Error("a job went on with nothing to evaluate");
+        sl.last = step.last;
+        if (sl.n_past + (int) sl.pending.size() > n_ctx_seq_) finish(s, true);
+    };
     bool exhausted = false;
     try {
         while (true) {
@@ -170,7 +192,12 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                 sl.job = j;
                 j->on_join(s);
                 sl.pending = j->prompt();
-                if (sl.pending.empty()) throw Error("empty prompt");
+                if (sl.pending.empty()) {  // nothing to do: the slot is free again
+                    sl.job = nullptr;
+                    j->on_finish(false);
+                    --s;
+                    continue;
+                }
                 check_ids(sl.pending);
                 if ((int) sl.pending.size() >= n_ctx_seq_)
                     throw Error("a prompt of " + std::to_string(sl.pending.size()) + " tokens leaves no room in a sequence's " +
@@ -275,6 +302,10 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                     finish(s, false);
                     continue;
                 }
+                if (std::optional<SeqStep> pre = sl.job->on_evaluated()) {
+                    apply(s, *pre, nullptr);
+                    continue;
+                }
                 const Token t = llama_sampler_sample(sl.smpl, ctx_, idx);
                 ++st.n_sampled;
                 TokenEvent ev;
@@ -287,25 +318,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                 ev.logprob = ss.logprob_of;
                 ev.maxprob = ss.maxprob;
                 ev.entropy = ss.entropy_bits;
-                SeqStep step = sl.job->on_token(ev);
-                if (step.stop) {
-                    finish(s, false);
-                    continue;
-                }
-                if (step.rewind_to >= 0) {
-                    if (step.rewind_to > sl.n_past) throw Error("cannot rewind to position " + std::to_string(step.rewind_to));
-                    llama_memory_seq_rm(mem, s, step.rewind_to, -1);
-                    sl.n_past = step.rewind_to;
-                    for (TapConsumer * c : sl.job->consumers) c->on_rewind(step.rewind_to);
-                }
-                sl.pending.clear();
-                sl.off = 0;
-                if (step.keep_sampled) sl.pending.push_back(t);
-                check_ids(step.append);
-                sl.pending.insert(sl.pending.end(), step.append.begin(), step.append.end());
-                if (sl.pending.empty()) throw Error("a job went on with nothing to evaluate");
-                sl.last = step.last;
-                if (sl.n_past + (int) sl.pending.size() > n_ctx_seq_) finish(s, true);
+                apply(s, sl.job->on_token(ev), &t);
             }
         }
     } catch (...) {

@@ -202,8 +202,6 @@ void Session::eval(const std::vector<Token> & toks, bool all_logits) {
     has_all_logits_ = all_logits;
 }
 
-void Session::append_text(const std::string & text) { eval(model_->tokenize(text, false, true)); }
-
 const float * Session::logits(int i) const {
     if (last_n_eval_ == 0) throw Error("no logits: nothing was evaluated");
     if (i < 0) i = last_n_eval_ - 1;
@@ -239,42 +237,6 @@ Token Session::sample() {
         return t;
     }
     return llama_sampler_sample(sampler_, ctx_, -1);
-}
-
-GenerateResult Session::generate(int max_tokens, const TokenCallback & cb, bool stop_at_eog) {
-    GenerateResult r;
-    auto t0 = std::chrono::steady_clock::now();
-    const int n_vocab = model_->facts().n_vocab;
-    for (int i = 0; i < max_tokens; ++i) {
-        Token t = sample();
-        TokenEvent ev;
-        ev.id = t;
-        ev.piece = model_->piece(t, true);
-        ev.pos = n_past();
-        ev.logits = logits(-1);
-        ev.n_vocab = n_vocab;
-        SoftmaxStats s = softmax_stats(ev.logits, n_vocab, t);
-        ev.logprob = s.logprob_of;
-        ev.maxprob = s.maxprob;
-        ev.entropy = s.entropy_bits;
-        r.tokens.push_back(t);
-        bool eog = model_->is_eog(t);
-        if (!eog) r.text += model_->piece(t, false);
-        bool go_on = cb ? cb(ev) : true;
-        if (eog && stop_at_eog) {
-            r.hit_eog = true;
-            break;
-        }
-        if (n_past() + 1 > n_ctx()) {  // the context is full: this token cannot be evaluated, generation ends here
-            r.hit_ctx = true;
-            break;
-        }
-        eval({t});
-        if (!go_on) break;
-        if (i + 1 == max_tokens) r.hit_cap = true;
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return r;
 }
 
 void Session::rewind(int pos) {

@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -167,6 +168,24 @@ std::vector<ThinkItem> load_problem_set(const ProblemSetArgs & ps, bool held_out
     if (!ps.data.empty()) return load_think_items(ps.data, ps.format);
     if (ps.n_arith <= 0) throw Error("give --arith N or --data FILE");
     return arith_items(ps.n_arith, arith_parse_levels(ps.levels), held_out, ps.first_seed);
+}
+
+void add_parallel_flag(CLI::App & app, int & n_parallel) {
+    app.add_option("--np,--parallel", n_parallel,
+                   "sequences decoded together (-np; -c is then the whole cache, split evenly; default -c: the "
+                   "model's context for each)")->capture_default_str();
+}
+
+EngineParams engine_params(const CommonArgs & a, const ModelFacts & f, int n_parallel, int * seq_ctx) {
+    if (n_parallel < 1) throw Error("-np must be >= 1 (sequences decoded together)");
+    EngineParams ep;
+    ep.session = a.session;
+    ep.n_parallel = n_parallel;
+    const int one = std::min(f.n_ctx_train > 0 ? f.n_ctx_train : 4096, 4096);
+    if (ep.session.n_ctx == 0 && n_parallel > 1) ep.session.n_ctx = one * n_parallel;
+    const int total = ep.session.n_ctx > 0 ? ep.session.n_ctx : one;
+    if (seq_ctx) *seq_ctx = total / n_parallel;
+    return ep;
 }
 
 }  // namespace kvlens::cli

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kvlens/batch_embed.h"
+#include "kvlens/engine.h"
 #include "kvlens/model.h"
 #include "kvlens/prompt.h"
 #include "kvlens/session.h"
@@ -24,6 +25,12 @@ struct CommonArgs {
 void add_model_flags(CLI::App & app, CommonArgs & a);     // -m -ngl -v
 void add_session_flags(CLI::App & app, CommonArgs & a);   // -c -b -ub -t -fa -ctk -ctv
 void add_sampling_flags(CLI::App & app, CommonArgs & a);  // --temp --top-k --top-p -s
+
+// -np/--parallel N: sequences decoded together on one context (llama.cpp's spelling); -c is then the whole cache.
+void add_parallel_flag(CLI::App & app, int & n_parallel);
+// The engine settings for -np N: without -c each sequence gets the context -np 1 would have (the model's, at most
+// 4096), so records do not depend on -np. seq_ctx: what one sequence may hold.
+EngineParams engine_params(const CommonArgs & a, const ModelFacts & f, int n_parallel, int * seq_ctx = nullptr);
 
 // Many texts per llama_decode (embed, bench embed, bench classify): -c -b --n-seq -t -fa.
 void add_batch_flags(CLI::App & app, BatchParams & bp, const char * ctx_help);

@@ -15,6 +15,7 @@
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/hash.h"
+#include "kvlens/sequence.h"
 #include "kvlens/think.h"
 
 using namespace kvlens;
@@ -66,6 +67,8 @@ int cmd_prep(int argc, char ** argv) {
     app.add_option("--cut-every", pp.cut_every, "switch-aware cut points: line ends, plus every K-th trace token (0: line ends only)");
     app.add_flag("--no-raw", no_raw, "skip the raw-question window");
     app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
+    int n_parallel = 1;
+    cli::add_parallel_flag(app, n_parallel);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     pp.raw = !no_raw;
     pp.verbose_prompt = pa.verbose_prompt;
@@ -123,21 +126,31 @@ int cmd_prep(int argc, char ** argv) {
     o.flush();
     if (!o) throw Error("write failed: " + out);
 
-    Session s(model, a.session);
-    s.set_sampling(a.sampling);
-    auto layers = parse_layers(wc.layers, f.n_layer);
-    KvWindow w(wc, PoolShape{f.n_head_kv, f.head_dim_k, f.n_embd}, layers);
-    s.set_tap(TapSpec{layers, true, false, false});
-    s.subscribe(&w);
+    // one program per problem, -np of them decoded together; records written in problem order
+    const auto layers = parse_layers(wc.layers, f.n_layer);
+    const EngineParams ep = cli::engine_params(a, f, n_parallel);
+    std::vector<int> todo;  // indices of the problems not in -o yet
+    for (int i = 0; i < (int) items.size(); ++i)
+        if (!done.count(items[i].row.id)) todo.push_back(i);
+    const int n_total = (int) items.size(), n_skip = n_total - (int) todo.size();
+    std::vector<PrepRecord> recs(todo.size());
+    auto program = [&](int k, Sequence & s) {
+        const ThinkItem & it = items[todo[k]];
+        KvWindow w(wc, PoolShape{f.n_head_kv, f.head_dim_k, f.n_embd}, layers);
+        s.subscribe(&w);
+        struct Unsub {
+            Sequence & s;
+            KvWindow & w;
+            ~Unsub() { s.unsubscribe(&w); }
+        } unsub{s, w};
+        recs[k] = prep_question(s, w, fmt, it.row.prompt, [&](const std::string & t) { return check_item(it, t); }, pp);
+    };
     auto t0 = std::chrono::steady_clock::now();
-    int n_new = 0, n_total = (int) items.size(), n_skip = 0;
+    int n_new = 0;
     std::map<int, int> label_hist;
-    for (const ThinkItem & it : items) {
-        if (done.count(it.row.id)) {
-            ++n_skip;
-            continue;
-        }
-        PrepRecord r = prep_question(s, w, fmt, it.row.prompt, [&](const std::string & t) { return check_item(it, t); }, pp);
+    auto finished = [&](int k) {
+        const ThinkItem & it = items[todo[k]];
+        PrepRecord r = std::move(recs[k]);
         json j = {{"id", it.row.id}, {"level", it.level}, {"question", it.row.prompt}, {"reference", it.row.reference},
                   {"fast", answer_json(r.fast)}, {"slow", answer_json(r.slow)}, {"x_chat", r.x_chat}, {"x_raw", r.x_raw},
                   {"seconds", r.seconds}};
@@ -157,7 +170,8 @@ int cmd_prep(int argc, char ** argv) {
             std::fprintf(stderr, "[%d/%d] %s fast %s (%zu tok) slow %s (%zu tok) %zu cuts | %.1f s, ETA %.0f s\n",
                          n_skip + n_new, n_total, it.row.id.c_str(), r.fast.correct ? "right" : "wrong", r.fast.tokens.size(),
                          r.slow.correct ? "right" : "wrong", r.slow.tokens.size(), r.switches.size(), el, el / n_new * left);
-    }
+    };
+    run_sequences(model, ep, a.sampling, TapSpec{layers, true, false, false}, (int) todo.size(), program, finished);
     std::fprintf(stderr, "prep: %d new, %d already done -> %s\n", n_new, n_skip, out.c_str());
     return 0;
 }

@@ -110,7 +110,7 @@ struct ServeConfig {
     int token_delay_ms = 0;  // testing: sleep after each generated token
 };
 
-class SingleSlotEngine : public Engine {
+class SingleSlotEngine : public serve::Engine {
 public:
     SingleSlotEngine(const ServeConfig & c, Metrics & m) : c_(c), m_(m) {
         session_ = std::make_unique<Session>(c_.model, c_.session);
@@ -190,8 +190,7 @@ private:
     }
 
     void chat(Job & job) {
-        ThinkParams & p = runner_->params();
-        p = c_.think;
+        ThinkParams p = c_.think;
         p.policy = job.policy;
         session_->set_sampling(job.sampling);
         StopMatcher stop(job.stop);
@@ -222,7 +221,7 @@ private:
             }
             return true;
         };
-        ThinkResult res = runner_->run(job.input, h);
+        ThinkResult res = runner_->run(job.input, h, p);
         std::string r, c;
         if (!stop.hit()) split.push(stop.flush(), &r, &c);
         split.finish(&r, &c);

@@ -1,6 +1,8 @@
 // kvlens think: adaptive fast/slow thinking with the KVClassifier — one question (-p), a problem set
 // (--arith N / --data F --format FMT, -o R.jsonl), the paper's Table 3 (--table) and a tau/delta sweep.
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include "kvlens/error.h"
 #include "kvlens/metrics.h"
 #include "kvlens/plot.h"
+#include "kvlens/sequence.h"
 #include "kvlens/think.h"
 
 using namespace kvlens;
@@ -114,20 +117,29 @@ Run run_from_json(const json & j) {
     return x;
 }
 
-Run run_policy(ThinkRunner & tr, const ThinkItem & it, ThinkPolicyKind kind, double tau, double delta, bool online, bool paper) {
-    ThinkParams & p = tr.params();
-    ThinkParams keep = p;
-    p.policy = kind;
-    p.tau = tau;
-    p.delta = delta;
-    p.online = online;
-    p.paper_mode = paper;
+// One run of a problem with the run's own settings.
+Run run_with(ThinkRunner & tr, const ThinkItem & it, const ThinkParams & p) {
     Run x;
-    x.r = tr.run(it.row.prompt);
-    p = keep;
+    x.r = tr.run(it.row.prompt, p);
     x.ok = check_item(it, x.r.output);
     return x;
 }
+
+ThinkParams with_policy(ThinkParams p, ThinkPolicyKind kind, bool online, bool paper) {
+    p.policy = kind;
+    p.online = online;
+    p.paper_mode = paper;
+    return p;
+}
+
+// Everything one problem contributes: the single policy's run, or Table 3's fast, slow, online (and paper) runs,
+// plus the sweep's extra online runs keyed by (first mode fast ? 0 : 1, delta).
+struct ItemRuns {
+    bool resumed = false;
+    Run single, fast, slow, online;
+    std::optional<Run> paper;
+    std::map<std::pair<int, double>, Run> sweep;
+};
 
 }  // namespace
 
@@ -167,6 +179,8 @@ static int cmd_think(int argc, char ** argv) {
     app.add_option("--sweep-delta", sweep_delta, "with --table: delta values, e.g. 10,20,30");
     app.add_option("--plot", plot, "with a sweep: tokens-vs-accuracy SVG");
     app.add_option("-o,--output", out, "JSONL records, one per problem");
+    int n_parallel = 1;
+    cli::add_parallel_flag(app, n_parallel);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     P.online = !no_online;
     P.confidence = !no_conf;
@@ -193,12 +207,14 @@ static int cmd_think(int argc, char ** argv) {
         if (!w.empty()) std::fprintf(stderr, "kvlens: warning: %s\n", w.c_str());
     }
     PromptFormat fmt = cli::make_thinking_format(*model, pa);
-    Session s(model, a.session);
-    s.set_sampling(a.sampling);
-    ThinkRunner tr(s, clf.empty() ? nullptr : &clf, fmt, P);
+    const KvClassifier * cp = clf.empty() ? nullptr : &clf;
+    const TapSpec tap = ThinkRunner::tap_spec(model->facts(), cp, P);
 
     if (single) {
         std::string q = cli::read_prompt(prompt, file);
+        Session s(model, a.session);
+        s.set_sampling(a.sampling);
+        ThinkRunner tr(s, cp, fmt, P);
         ThinkResult r = tr.run(q);
         print_one(r, fmt, P);
         if (!out.empty()) {
@@ -209,9 +225,12 @@ static int cmd_think(int argc, char ** argv) {
         return 0;
     }
 
+    int seq_ctx = 0;
+    const EngineParams ep = cli::engine_params(a, model->facts(), n_parallel, &seq_ctx);
     const std::vector<ThinkItem> items = cli::load_problem_set(ps, !train_split);
     // -o is resumable: every record carries the run's settings; a rerun into the same file reads the problems
-    // already there back (into the tables) and runs only the others; other settings are refused, not mixed
+    // already there back (into the tables) and runs only the others; other settings are refused, not mixed.
+    // -np does not shape a record (each sequence gets the same context), so a run may resume with another -np.
     cli::RunSignature sig;
     {
         auto num = [](double v) {
@@ -236,7 +255,7 @@ static int cmd_think(int argc, char ** argv) {
             .add("prompt", fmt.name + ":" + cli::text_hash(fmt.fast_prefix + "|" + fmt.slow_prefix + "|" + fmt.think_close))
             .add("sampling", num(a.sampling.temp) + "," + std::to_string(a.sampling.top_k) + "," + num(a.sampling.top_p) +
                                  "," + std::to_string(a.sampling.seed))
-            .add("ctx", std::to_string(s.n_ctx()))
+            .add("ctx", std::to_string(seq_ctx))
             .add("ctk", a.session.cache_type_k)
             .add("ctv", a.session.cache_type_v)
             .add("fa", a.session.flash_attn);
@@ -256,34 +275,119 @@ static int cmd_think(int argc, char ** argv) {
         if (!o) throw Error("write failed: " + out + " (disk full?)");
     };
 
+    // ---- the runs: one program per problem, -np of them decoded together; records written in problem order
+    std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : parse_list(sweep_tau, "--sweep-tau");
+    std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : parse_list(sweep_delta, "--sweep-delta");
+    const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
+    std::vector<ThinkPolicy> tau_rule;  // the sweep's initial rule per tau: think's own, without give-up
+    for (double t : taus) {
+        ThinkParams q = P;
+        q.tau = t;
+        q.give_up = INFINITY;
+        tau_rule.emplace_back(q);
+    }
+    std::vector<ItemRuns> runs(items.size());
+    auto program = [&](int i, Sequence & seq) {
+        const ThinkItem & it = items[i];
+        ItemRuns & x = runs[i];
+        auto d = done.find(it.row.id);
+        x.resumed = d != done.end();
+        if (x.resumed && !table) {
+            x.single = run_from_json(d->second);
+            return;
+        }
+        if (x.resumed) {
+            x.fast = run_from_json(d->second.at("fast"));
+            x.slow = run_from_json(d->second.at("slow"));
+            x.online = run_from_json(d->second.at("online"));
+            if (P.paper_mode) x.paper = run_from_json(d->second.at("paper"));
+            if (!sweep) return;  // nothing to rerun
+        }
+        ThinkRunner tr(seq, cp, fmt, P);
+        if (!table) {
+            x.single = run_with(tr, it, P);
+            return;
+        }
+        if (!x.resumed) {
+            // greedy decoding: Table 3's initial-only row reuses the fixed-mode runs
+            x.fast = run_with(tr, it, with_policy(P, ThinkPolicyKind::AlwaysFast, false, false));
+            x.slow = run_with(tr, it, with_policy(P, ThinkPolicyKind::AlwaysSlow, false, false));
+            x.online = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, false));
+            if (P.paper_mode) x.paper = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, true));
+        }
+        if (!sweep) return;
+        // the sweep: one online run per (first mode, delta); the run above stands for its own pair
+        const int own = x.online.r.first_mode == ThinkMode::Fast ? 0 : 1;
+        if (std::find(deltas.begin(), deltas.end(), P.delta) != deltas.end()) x.sweep[{own, P.delta}] = x.online;
+        const double score = x.online.r.initial_score;
+        for (size_t ti = 0; ti < taus.size(); ++ti) {
+            const bool fast_first = tau_rule[ti].initial(score) == ThinkMode::Fast;
+            for (double dl : deltas) {
+                const std::pair<int, double> k{fast_first ? 0 : 1, dl};
+                if (x.sweep.count(k)) continue;
+                ThinkParams q = with_policy(P, ThinkPolicyKind::Classifier, true, false);
+                q.delta = dl;
+                q.first_mode = fast_first ? ThinkMode::Fast : ThinkMode::Slow;
+                x.sweep[k] = run_with(tr, it, q);
+            }
+        }
+    };
+    int n_done = 0, n_ok = 0, n_fast_ok = 0, n_slow_ok = 0;
+    auto t_start = std::chrono::steady_clock::now();
+    auto finished = [&](int i) {  // in problem order
+        ItemRuns & x = runs[i];
+        const ThinkItem & it = items[i];
+        ++n_done;
+        if (!table) {
+            n_ok += x.single.ok;
+            if (o.is_open() && !x.resumed) {
+                json j = {{"id", it.row.id}, {"reference", it.row.reference}};
+                j.update(result_json(x.single.r, x.single.ok));
+                if (P.trace) j["scores"] = x.single.r.scores;
+                write_record(j);
+            }
+        } else {
+            n_ok += x.online.ok;
+            n_fast_ok += x.fast.ok;
+            n_slow_ok += x.slow.ok;
+            if (o.is_open() && !x.resumed) {
+                json j = {{"id", it.row.id}, {"level", it.level}, {"reference", it.row.reference},
+                          {"score", x.online.r.initial_score}, {"fast", result_json(x.fast.r, x.fast.ok)},
+                          {"slow", result_json(x.slow.r, x.slow.ok)}, {"online", result_json(x.online.r, x.online.ok)}};
+                if (x.paper) j["paper"] = result_json(x.paper->r, x.paper->ok);
+                write_record(j);
+            }
+        }
+        if (n_done % 20 == 0 || n_done == (int) items.size()) {
+            const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+            const double eta = sec / n_done * (items.size() - n_done);
+            if (table)
+                std::fprintf(stderr, "[%d/%zu] fast %.1f%% slow %.1f%% online %.1f%%  %.1f problems/s  ETA %.0f s\n", n_done,
+                             items.size(), 100.0 * n_fast_ok / n_done, 100.0 * n_slow_ok / n_done, 100.0 * n_ok / n_done,
+                             n_done / std::max(sec, 1e-9), eta);
+            else
+                std::fprintf(stderr, "[%d/%zu] accuracy %.1f%%  %.1f problems/s  ETA %.0f s\n", n_done, items.size(),
+                             100.0 * n_ok / n_done, n_done / std::max(sec, 1e-9), eta);
+        }
+    };
+    SamplingParams sampling = a.sampling;
+    run_sequences(model, ep, sampling, tap, (int) items.size(), program, finished);
+
     if (!table) {
         PolicyStats st;
         st.name = policy + (P.policy == ThinkPolicyKind::Classifier ? (P.online ? (P.paper_mode ? " (paper mode)" : " (online)") : " (initial only)") : "");
         std::vector<double> conf;
         std::vector<int> lab;
-        for (size_t i = 0; i < items.size(); ++i) {
-            auto d = done.find(items[i].row.id);
-            const bool resumed = d != done.end();
-            Run x = resumed ? run_from_json(d->second) : run_policy(tr, items[i], P.policy, P.tau, P.delta, P.online, P.paper_mode);
-            st.add(x.r, x.ok);
-            if (x.r.confidence) { conf.push_back(*x.r.confidence); lab.push_back(x.ok); }
-            if (o.is_open() && !resumed) {
-                json j = {{"id", items[i].row.id}, {"reference", items[i].row.reference}};
-                j.update(result_json(x.r, x.ok));
-                if (P.trace) j["scores"] = x.r.scores;
-                write_record(j);
-            }
-            if ((i + 1) % 20 == 0) std::fprintf(stderr, "[%zu/%zu] accuracy %.1f%%\n", i + 1, items.size(), st.accuracy());
+        for (const ItemRuns & x : runs) {
+            st.add(x.single.r, x.single.ok);
+            if (x.single.r.confidence) { conf.push_back(*x.single.r.confidence); lab.push_back(x.single.ok); }
         }
         std::printf("%s", format_think_table({st}, "").c_str());
         if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C): %.3f\n", *au);
         return 0;
     }
 
-    // ---- Table 3: every problem under every policy (greedy decoding: initial-only reuses the fixed-mode runs)
-    std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : parse_list(sweep_tau, "--sweep-tau");
-    std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : parse_list(sweep_delta, "--sweep-delta");
-    const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
+    // ---- Table 3 from the runs
     PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
         s_paper{"initial + switch, paper mode"},
         s_oracle{"oracle initial decision (fast iff fast is right)"},  // the bound of any prompt-level policy
@@ -298,13 +402,6 @@ static int cmd_think(int argc, char ** argv) {
         q.give_up = g;
         gu_rule.emplace_back(q);
     }
-    std::vector<ThinkPolicy> tau_rule;  // the sweep's initial rule per tau: think's own, without give-up
-    for (double t : taus) {
-        ThinkParams q = P;
-        q.tau = t;
-        q.give_up = INFINITY;
-        tau_rule.emplace_back(q);
-    }
     std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
     std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
     std::map<double, PolicyStats> init_grid;                   // tau -> initial only
@@ -312,11 +409,7 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<int> lab, lab_slow, lab_fast;
     for (size_t i = 0; i < items.size(); ++i) {
         const ThinkItem & it = items[i];
-        auto d = done.find(it.row.id);
-        const bool resumed = d != done.end();
-        Run f = resumed ? run_from_json(d->second.at("fast")) : run_policy(tr, it, ThinkPolicyKind::AlwaysFast, P.tau, P.delta, false, false);
-        Run sl = resumed ? run_from_json(d->second.at("slow")) : run_policy(tr, it, ThinkPolicyKind::AlwaysSlow, P.tau, P.delta, false, false);
-        Run on = resumed ? run_from_json(d->second.at("online")) : run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, false);
+        const Run &f = runs[i].fast, &sl = runs[i].slow, &on = runs[i].online;
         const double score = on.r.initial_score;
         const Run & init = on.r.first_mode == ThinkMode::Fast ? f : sl;
         s_fast.add(f.r, f.ok);
@@ -343,34 +436,19 @@ static int cmd_think(int argc, char ** argv) {
         if (sl.r.confidence) { conf_slow.push_back(*sl.r.confidence); lab_slow.push_back(sl.ok); }
         diff.push_back(-score);
         lab_fast.push_back(f.ok);
-        json j = {{"id", it.row.id}, {"level", it.level}, {"reference", it.row.reference}, {"score", score},
-                  {"fast", result_json(f.r, f.ok)}, {"slow", result_json(sl.r, sl.ok)}, {"online", result_json(on.r, on.ok)}};
-        if (P.paper_mode) {
-            Run pm = resumed ? run_from_json(d->second.at("paper")) : run_policy(tr, it, ThinkPolicyKind::Classifier, P.tau, P.delta, true, true);
-            s_paper.add(pm.r, pm.ok);
-            j["paper"] = result_json(pm.r, pm.ok);
-        }
+        if (runs[i].paper) s_paper.add(runs[i].paper->r, runs[i].paper->ok);
         if (sweep) {
-            std::map<std::pair<int, double>, Run> cache;  // (first mode, delta) -> online run
-            for (double d : deltas)
-                for (int m : {0, 1})
-                    if (on.r.first_mode == (m ? ThinkMode::Slow : ThinkMode::Fast) && d == P.delta) cache[{m, d}] = on;
             for (size_t ti = 0; ti < taus.size(); ++ti) {
                 const double t = taus[ti];
                 const bool fast_first = tau_rule[ti].initial(score) == ThinkMode::Fast;
                 init_grid[t].name = "initial only";
                 init_grid[t].add(fast_first ? f.r : sl.r, fast_first ? f.ok : sl.ok);
-                for (double d : deltas) {
-                    std::pair<int, double> k{fast_first ? 0 : 1, d};
-                    if (!cache.count(k)) cache[k] = run_policy(tr, it, ThinkPolicyKind::Classifier, fast_first ? 1e9 : -1e9, d, true, false);
-                    grid[{t, d}].add(cache[k].r, cache[k].ok);
+                for (double dl : deltas) {
+                    const Run & x = runs[i].sweep.at({fast_first ? 0 : 1, dl});
+                    grid[{t, dl}].add(x.r, x.ok);
                 }
             }
         }
-        if (o.is_open() && !resumed) write_record(j);
-        if ((i + 1) % 20 == 0 || i + 1 == items.size())
-            std::fprintf(stderr, "[%zu/%zu] fast %.1f%% slow %.1f%% online %.1f%%\n", i + 1, items.size(), s_fast.accuracy(),
-                         s_slow.accuracy(), s_online.accuracy());
     }
     std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
     if (P.paper_mode) rows.push_back(s_paper);

@@ -1,0 +1,314 @@
+// Sequence's shared loop (generate) and run_sequences: sequential programs as jobs of one Engine (kvlens/sequence.h).
+//
+// A program runs on its own thread but never at the same time as the engine: each call that needs the model
+// (eval, sample) posts a request and hands the turn to the engine's thread, which waits inside the job's
+// callback (prompt, on_evaluated, on_token) for the program's next request and answers it with a SeqStep. So
+// the engine sees ordinary SeqJobs, taps and consumers are only ever touched by one thread at a time, and the
+// batches a run makes depend only on the programs' requests, not on timing.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "kvlens/engine.h"
+#include "kvlens/error.h"
+#include "kvlens/sequence.h"
+#include "kvlens/session.h"
+
+namespace kvlens {
+
+void Sequence::append_text(const std::string & text) { eval(model().tokenize(text, false, true)); }
+
+GenerateResult Sequence::generate(int max_tokens, const TokenCallback & cb, bool stop_at_eog) {
+    GenerateResult r;
+    auto t0 = std::chrono::steady_clock::now();
+    const int n_vocab = model().facts().n_vocab;
+    for (int i = 0; i < max_tokens; ++i) {
+        Token t = sample();
+        TokenEvent ev;
+        ev.id = t;
+        ev.piece = model().piece(t, true);
+        ev.pos = n_past();
+        ev.logits = sampled_logits();
+        ev.n_vocab = n_vocab;
+        SoftmaxStats s = softmax_stats(ev.logits, n_vocab, t);
+        ev.logprob = s.logprob_of;
+        ev.maxprob = s.maxprob;
+        ev.entropy = s.entropy_bits;
+        r.tokens.push_back(t);
+        bool eog = model().is_eog(t);
+        if (!eog) r.text += model().piece(t, false);
+        bool go_on = cb ? cb(ev) : true;
+        if (eog && stop_at_eog) {
+            r.hit_eog = true;
+            break;
+        }
+        if (n_past() + 1 > n_ctx()) {  // the context is full: this token cannot be evaluated, generation ends here
+            r.hit_ctx = true;
+            break;
+        }
+        eval({t});
+        if (!go_on) break;
+        if (i + 1 == max_tokens) r.hit_cap = true;
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+}
+
+namespace {
+
+// Thrown inside a program whose sequence was ended by the engine (the run failed elsewhere): unwinds it.
+struct Unwind {};
+
+// One program as one SeqJob; the Sequence it hands the program talks to the engine through `turn`.
+class ProgramJob final : public SeqJob, public Sequence {
+public:
+    ProgramJob(Model & m, const TapSpec & engine_tap, int n_ctx, int index, const std::function<void(int, Sequence &)> & fn)
+        : model_(m), tap_(engine_tap), n_ctx_(n_ctx), index_(index), fn_(fn) {}
+    ~ProgramJob() override { stop_thread(); }
+
+    int index() const { return index_; }
+    std::exception_ptr error() const { return error_; }
+    bool returned() const { return state_ == State::Returned; }
+
+    // ---- SeqJob (engine thread) ----
+    std::vector<Token> prompt() override {
+        thread_ = std::thread([this]() { body(); });
+        wait_for_request();
+        if (req_.kind == Req::Sample) fail("sample() before anything was evaluated");
+        if (req_.kind == Req::Done) {
+            if (error_) std::rethrow_exception(error_);  // the run fails with the program's own error
+            return {};
+        }
+        return take_eval();
+    }
+    std::optional<SeqStep> on_evaluated() override {
+        resume();  // the eval returns; the program goes on to its next request
+        if (req_.kind == Req::Sample) return std::nullopt;  // the engine samples; on_token answers it
+        return step();
+    }
+    SeqStep on_token(const TokenEvent & ev) override {
+        for (int j = 0; j < ev.n_vocab; ++j)
+            if (!std::isfinite(ev.logits[j]))
+                fail("the model's logits are not finite (NaN or inf at position " + std::to_string(ev.pos - 1) +
+                     "): its weights are broken or overflow in this precision");
+        sampled_ = ev.id;
+        logits_ = ev.logits;
+        resume();
+        if (req_.kind == Req::Sample) fail("sample() twice without evaluating the sampled token");
+        return *step();
+    }
+    void on_finish(bool context) override {
+        if (state_ != State::Returned) {  // ended by the engine while the program waits: its call throws
+            ended_ = context ? "the sequence ran out of its share of the context (-c / -np)" : "the run ended";
+            resume();
+        }
+        stop_thread();
+    }
+
+    // ---- Sequence (program thread) ----
+    Model & model() const override { return model_; }
+    void eval(const std::vector<Token> & tokens) override {
+        if (tokens.empty()) return;
+        check_live();
+        for (Token t : tokens)
+            if (t < 0 || t >= model_.facts().n_vocab) throw Error("token id " + std::to_string(t) + " outside the vocabulary");
+        if (n_past_ + (int) tokens.size() > n_ctx_)
+            throw Error("context full: " + std::to_string(n_past_) + " + " + std::to_string(tokens.size()) +
+                        " tokens exceed the sequence's " + std::to_string(n_ctx_) + " (-c / -np)");
+        req_ = Req{Req::Eval, tokens};
+        request();
+        n_past_ += (int) tokens.size();
+        evaluated_ = true;
+    }
+    Token sample() override {
+        check_live();
+        if (!evaluated_) throw Error("nothing to sample from: evaluate a prompt first");
+        req_ = Req{Req::Sample, {}};
+        request();
+        evaluated_ = false;  // the next sample needs an eval first (as the engine's loop does)
+        return sampled_;
+    }
+    const float * sampled_logits() const override {
+        if (!logits_) throw Error("no logits: nothing was sampled");
+        return logits_;
+    }
+    void rewind(int pos) override {
+        if (pos < 0 || pos > n_past_) throw Error("cannot rewind to position " + std::to_string(pos));
+        n_past_ = pos;
+        rewind_ = rewind_ < 0 ? pos : std::min(rewind_, pos);
+        evaluated_ = false;
+        logits_ = nullptr;
+        for (TapConsumer * c : consumers) c->on_rewind(pos);  // at once, as a Session does (the engine repeats it)
+    }
+    int n_past() const override { return n_past_; }
+    int n_ctx() const override { return n_ctx_; }
+    void require_tap(const TapSpec & spec) override {
+        for (int l : spec.layers)
+            if (std::find(tap_.layers.begin(), tap_.layers.end(), l) == tap_.layers.end())
+                throw Error("the engine's tap does not include layer " + std::to_string(l));
+        if ((spec.kv && !spec.layers.empty() && !tap_.kv) || (spec.hidden && !tap_.hidden) ||
+            (spec.hidden_embedding && !tap_.hidden_embedding))
+            throw Error("the engine's tap does not cover what this program reads");
+    }
+    void subscribe(TapConsumer * c) override { consumers.push_back(c); }
+    void unsubscribe(TapConsumer * c) override { consumers.erase(std::remove(consumers.begin(), consumers.end(), c), consumers.end()); }
+
+private:
+    struct Req {
+        enum Kind { Eval, Sample, Done } kind = Done;
+        std::vector<Token> tokens;
+    };
+    enum class State { Engine, Program, Returned };
+
+    void body() {
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] { return state_ == State::Program; });
+        }
+        try {
+            fn_(index_, *this);
+        } catch (const Unwind &) {
+        } catch (...) {
+            error_ = std::current_exception();
+        }
+        std::lock_guard<std::mutex> lk(mu_);
+        req_ = Req{Req::Done, {}};
+        state_ = State::Returned;
+        cv_.notify_all();
+    }
+    // program thread: post req_ and wait until the engine answers (resume)
+    void request() {
+        std::unique_lock<std::mutex> lk(mu_);
+        state_ = State::Engine;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return state_ == State::Program; });
+        lk.unlock();
+        check_live();
+    }
+    void check_live() const {
+        if (ended_.empty()) return;
+        if (ended_ == "the run ended") throw Unwind{};
+        throw Error(ended_);
+    }
+    // engine thread: let the program run until its next request (or its return)
+    void resume() {
+        std::unique_lock<std::mutex> lk(mu_);
+        if (state_ == State::Returned) return;
+        state_ = State::Program;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return state_ != State::Program; });
+    }
+    void wait_for_request() { resume(); }
+    std::vector<Token> take_eval() {
+        std::vector<Token> t = std::move(req_.tokens);
+        rewind_ = -1;  // a rewind before the prompt is a no-op (the sequence starts empty)
+        return t;
+    }
+    // the program's request as what the engine does next
+    std::optional<SeqStep> step() {
+        if (req_.kind == Req::Done) {
+            if (error_) std::rethrow_exception(error_);  // the run fails with the program's own error
+            return SeqStep::done();
+        }
+        SeqStep st;
+        st.keep_sampled = false;
+        st.rewind_to = rewind_;
+        rewind_ = -1;
+        st.append = std::move(req_.tokens);
+        return st;
+    }
+    [[noreturn]] void fail(const std::string & why) {
+        if (!error_) error_ = std::make_exception_ptr(Error(why));
+        throw Error(why);
+    }
+    void stop_thread() {
+        if (!thread_.joinable()) return;
+        if (state_ != State::Returned) {
+            ended_ = "the run ended";
+            resume();
+        }
+        thread_.join();
+    }
+
+    Model & model_;
+    TapSpec tap_;
+    int n_ctx_, index_;
+    const std::function<void(int, Sequence &)> & fn_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    State state_ = State::Engine;
+    Req req_;
+    std::string ended_;
+    std::exception_ptr error_;
+    int n_past_ = 0, rewind_ = -1;
+    bool evaluated_ = false;
+    Token sampled_ = -1;
+    const float * logits_ = nullptr;
+};
+
+}  // namespace
+
+void run_sequences(std::shared_ptr<Model> model, const EngineParams & ep, const SamplingParams & sampling,
+                   const TapSpec & tap, int n, const std::function<void(int, Sequence &)> & program,
+                   const std::function<void(int)> & done) {
+    if (n <= 0) return;
+    if (ep.n_parallel <= 1) {
+        Session s(model, ep.session);
+        s.set_tap(tap);
+        for (int i = 0; i < n; ++i) {
+            s.set_sampling(sampling);  // a fresh sampler per program, as an engine sequence has
+            s.clear();
+            program(i, s);
+            if (done) done(i);
+        }
+        return;
+    }
+    Engine e(model, ep);
+    e.set_tap(tap);
+    std::deque<std::unique_ptr<ProgramJob>> live;  // joined, not yet reported
+    std::map<int, bool> finished;                  // indices returned, not yet reported
+    int next = 0, reported = 0;
+    auto report = [&]() {
+        // drop the jobs that are over (their threads are joined in on_finish) and call done in order
+        for (auto it = live.begin(); it != live.end();) {
+            ProgramJob & j = **it;
+            if (!j.returned()) {
+                ++it;
+                continue;
+            }
+            // a program that failed after the engine ended its sequence (out of context): its error ends the run
+            if (j.error()) std::rethrow_exception(j.error());
+            finished[j.index()] = true;
+            it = live.erase(it);
+        }
+        while (finished.count(reported)) {
+            finished.erase(reported);
+            if (done) done(reported);
+            ++reported;
+        }
+    };
+    try {
+        e.run([&]() -> SeqJob * {
+            report();
+            if (next >= n) return nullptr;
+            live.push_back(std::make_unique<ProgramJob>(e.model(), e.tap(), e.n_ctx_seq(), next++, program));
+            ProgramJob * j = live.back().get();
+            j->sampling = sampling;
+            return j;
+        });
+        report();
+    } catch (...) {
+        live.clear();  // unwinds the programs still waiting (their calls throw, their threads end)
+        throw;
+    }
+    if (reported != n) throw Error("run_sequences: " + std::to_string(n - reported) + " programs did not finish");
+}
+
+}  // namespace kvlens
