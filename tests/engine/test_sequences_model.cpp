@@ -6,7 +6,8 @@
 // --table` and `probe prep` on 100 held-out problems write identical records at -np 1, 4 and 8 (timings aside),
 // and a think run resumed at another -np completes the same file — with an f32 cache and no flash attention. (With
 // the default f16 cache, CPU flash attention rounds differently by cell placement: greedy answers then flipped at
-// near-ties on 3 of 100 prep problems.) Real numbers within 2e-3: see same().
+// near-ties on 3 of 100 prep problems.) Real numbers within 2e-3: see same(). One thread each (-t 1): ctest runs two
+// tests at once, and two ggml thread pools spinning on 2 cores slow each other down by 10x and more.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -255,7 +256,7 @@ TEST(Sequences, ThinkTableRecordsDoNotDependOnNp) {
         std::string log;
         // the table on stdout only (stderr has the progress lines)
         const int rc = test::run("(" + test::kvlens_bin() + " think -m " + reasoner() + " --classifier " + clf +
-                                     " --arith 100 --table -t 2 -ctk f32 -ctv f32 -fa off -np " + std::to_string(np) + " -o " + out + " 2>/dev/null)",
+                                     " --arith 100 --table -t 1 -ctk f32 -ctv f32 -fa off -np " + std::to_string(np) + " -o " + out + " 2>/dev/null)",
                                  &log);
         ASSERT_EQ(rc, 0) << log;
         if (np == 1) table1 = log;
@@ -275,7 +276,7 @@ TEST(Sequences, ThinkTableRecordsDoNotDependOnNp) {
     }
     std::string log;
     ASSERT_EQ(test::run(test::kvlens_bin() + " think -m " + reasoner() + " --classifier " + clf +
-                            " --arith 100 --table -t 2 -ctk f32 -ctv f32 -fa off -np 8 -o " + part, &log), 0) << log;
+                            " --arith 100 --table -t 1 -ctk f32 -ctv f32 -fa off -np 8 -o " + part, &log), 0) << log;
     EXPECT_NE(log.find("90 problems already in"), std::string::npos) << log;
     expect_same(recs[0], records(part), "resumed at -np 8");
 }
@@ -288,7 +289,7 @@ TEST(Sequences, ProbePrepRecordsDoNotDependOnNp) {
         const std::string out = d.path + "/p" + std::to_string(np) + ".jsonl";
         std::string log;
         const int rc = test::run(test::kvlens_bin() + " probe prep -m " + reasoner() +
-                                     " --arith 100 --switch-aware --max-cuts 4 -t 2 -ctk f32 -ctv f32 -fa off -np " + std::to_string(np) + " -o " +
+                                     " --arith 100 --switch-aware --max-cuts 4 -t 1 -ctk f32 -ctv f32 -fa off -np " + std::to_string(np) + " -o " +
                                      out + " 2>&1",
                                  &log);
         ASSERT_EQ(rc, 0) << log;
