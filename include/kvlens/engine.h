@@ -14,6 +14,7 @@
 //   e.set_tap(spec);                        // the union of what the jobs' consumers need
 //   e.run([&]() -> SeqJob * { return next_job(); });  // until no job is left
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "kvlens/model.h"
+#include "kvlens/sequence.h"
 #include "kvlens/session.h"
 #include "kvlens/tap.h"
 
@@ -81,10 +83,15 @@ public:
     int n_parallel() const { return n_par_; }
     int n_ctx_seq() const { return n_ctx_seq_; }  // tokens one sequence may hold
 
-    // Runs jobs until `next` returns null and every slot is empty. `next` is asked whenever a slot is free.
+    // Runs jobs until every slot is empty and `next` returns null. `next` is asked for each free slot before every
+    // decode (null: nothing now), so jobs may join while others decode.
     EngineStats run(const std::function<SeqJob *()> & next);
     // Convenience: a fixed list, joined in order.
     EngineStats run(const std::vector<SeqJob *> & jobs);
+
+    // Decodes and tokens evaluated by every run so far (readable from any thread while a run goes on).
+    long total_decodes() const { return total_decodes_; }
+    long total_tokens() const { return total_tokens_; }
 
     // Raw KV state of a live sequence (llama_state_seq_get_data), for verification from SeqJob callbacks.
     std::vector<uint8_t> state_data(int seq) const;
@@ -98,6 +105,34 @@ private:
     struct llama_context * ctx_ = nullptr;
     TapSpec tap_;
     int n_par_ = 1, n_ctx_ = 0, n_ctx_seq_ = 0, n_batch_ = 0;
+    std::atomic<long> total_decodes_{0}, total_tokens_{0};
+};
+
+// A sequential program for one sequence of a SequencePool, and the sampler its sequence draws with.
+struct SequenceProgram {
+    SamplingParams sampling;
+    std::function<void(Sequence &)> run;
+};
+
+// -np sequences of one Engine, fed with programs as they come (a server; run_sequences is one fixed list of them).
+// run(next) asks next(idle) for each free sequence before every decode: idle = true when no program runs — next
+// may then wait for work, and nullopt ends run(); idle = false — next must not block, nullopt means none now.
+// Each program runs on its own thread, handed the engine's turn at every decode (kvlens/sequence.h). A program's
+// exception (or an engine error) ends run(): every live program is unwound, the exception is rethrown, and the
+// pool stays usable for another run().
+class SequencePool {
+public:
+    SequencePool(std::shared_ptr<Model> model, const EngineParams & ep, const TapSpec & tap);
+    ~SequencePool();
+    int n_parallel() const;
+    int n_ctx_seq() const;  // tokens one sequence may hold
+    const Engine & engine() const { return *engine_; }
+    void run(const std::function<std::optional<SequenceProgram>(bool idle)> & next);
+
+private:
+    struct Live;
+    std::unique_ptr<Engine> engine_;
+    std::unique_ptr<Live> live_;
 };
 
 // The sampler chain of SamplingParams (shared by Session and Engine). Throws for bad values.

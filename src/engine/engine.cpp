@@ -178,17 +178,14 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
         sl.last = step.last;
         if (sl.n_past + (int) sl.pending.size() > n_ctx_seq_) finish(s, true);
     };
-    bool exhausted = false;
     try {
         while (true) {
-            for (int s = 0; s < n_par_ && !exhausted; ++s) {
+            // every free slot asks for a job at every step (a server's queue fills while others decode)
+            for (int s = 0; s < n_par_; ++s) {
                 Slot & sl = im.slots[s];
                 if (sl.job) continue;
                 SeqJob * j = next();
-                if (!j) {
-                    exhausted = true;
-                    break;
-                }
+                if (!j) break;
                 sl.job = j;
                 j->on_join(s);
                 sl.pending = j->prompt();
@@ -256,6 +253,8 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
             const int nt = b.n_tokens;
             st.n_decodes++;
             st.n_tokens += nt;
+            ++total_decodes_;
+            total_tokens_ += nt;
 
             // demultiplex the tapped rows: batch row r belongs to (tok_slot[r], tok_pos[r])
             auto each = [&](int r, auto && fn) {

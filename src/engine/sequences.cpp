@@ -68,18 +68,17 @@ struct Unwind {};
 // One program as one SeqJob; the Sequence it hands the program talks to the engine through `turn`.
 class ProgramJob final : public SeqJob, public Sequence {
 public:
-    ProgramJob(Model & m, const TapSpec & engine_tap, int n_ctx, int index, const std::function<void(int, Sequence &)> & fn)
-        : model_(m), tap_(engine_tap), n_ctx_(n_ctx), index_(index), fn_(fn) {}
+    ProgramJob(Model & m, const TapSpec & engine_tap, int n_ctx, std::function<void(Sequence &)> fn)
+        : model_(m), tap_(engine_tap), n_ctx_(n_ctx), fn_(std::move(fn)) {}
     ~ProgramJob() override { stop_thread(); }
 
-    int index() const { return index_; }
     std::exception_ptr error() const { return error_; }
     bool returned() const { return state_ == State::Returned; }
 
     // ---- SeqJob (engine thread) ----
     std::vector<Token> prompt() override {
         thread_ = std::thread([this]() { body(); });
-        wait_for_request();
+        resume();  // until the program's first request
         if (req_.kind == Req::Sample) fail("sample() before anything was evaluated");
         if (req_.kind == Req::Done) {
             if (error_) std::rethrow_exception(error_);  // the run fails with the program's own error
@@ -105,7 +104,8 @@ public:
     }
     void on_finish(bool context) override {
         if (state_ != State::Returned) {  // ended by the engine while the program waits: its call throws
-            ended_ = context ? "the sequence ran out of its share of the context (-c / -np)" : "the run ended";
+            ended_ = context ? "the sequence ran out of its share of the context (-c / -np)" : "";
+            unwind_ = !context;
             resume();
         }
         stop_thread();
@@ -172,7 +172,7 @@ private:
             cv_.wait(lk, [&] { return state_ == State::Program; });
         }
         try {
-            fn_(index_, *this);
+            fn_(*this);
         } catch (const Unwind &) {
         } catch (...) {
             error_ = std::current_exception();
@@ -192,9 +192,8 @@ private:
         check_live();
     }
     void check_live() const {
-        if (ended_.empty()) return;
-        if (ended_ == "the run ended") throw Unwind{};
-        throw Error(ended_);
+        if (unwind_) throw Unwind{};
+        if (!ended_.empty()) throw Error(ended_);
     }
     // engine thread: let the program run until its next request (or its return)
     void resume() {
@@ -204,7 +203,6 @@ private:
         cv_.notify_all();
         cv_.wait(lk, [&] { return state_ != State::Program; });
     }
-    void wait_for_request() { resume(); }
     std::vector<Token> take_eval() {
         std::vector<Token> t = std::move(req_.tokens);
         rewind_ = -1;  // a rewind before the prompt is a no-op (the sequence starts empty)
@@ -230,7 +228,7 @@ private:
     void stop_thread() {
         if (!thread_.joinable()) return;
         if (state_ != State::Returned) {
-            ended_ = "the run ended";
+            unwind_ = true;
             resume();
         }
         thread_.join();
@@ -238,14 +236,15 @@ private:
 
     Model & model_;
     TapSpec tap_;
-    int n_ctx_, index_;
-    const std::function<void(int, Sequence &)> & fn_;
+    int n_ctx_;
+    std::function<void(Sequence &)> fn_;
     std::thread thread_;
     std::mutex mu_;
     std::condition_variable cv_;
     State state_ = State::Engine;
     Req req_;
-    std::string ended_;
+    std::string ended_;     // why the engine ended the sequence under the program (its next call throws it)
+    bool unwind_ = false;   // the run ended: the program's next call unwinds it
     std::exception_ptr error_;
     int n_past_ = 0, rewind_ = -1;
     bool evaluated_ = false;
@@ -254,6 +253,54 @@ private:
 };
 
 }  // namespace
+
+struct SequencePool::Live {
+    std::deque<std::unique_ptr<ProgramJob>> jobs;  // joined, not yet over
+};
+
+SequencePool::SequencePool(std::shared_ptr<Model> model, const EngineParams & ep, const TapSpec & tap)
+    : engine_(std::make_unique<Engine>(std::move(model), ep)), live_(std::make_unique<Live>()) {
+    engine_->set_tap(tap);
+}
+SequencePool::~SequencePool() = default;
+int SequencePool::n_parallel() const { return engine_->n_parallel(); }
+int SequencePool::n_ctx_seq() const { return engine_->n_ctx_seq(); }
+
+void SequencePool::run(const std::function<std::optional<SequenceProgram>(bool idle)> & next) {
+    Engine & e = *engine_;
+    auto & live = live_->jobs;
+    // drop the jobs that are over (their threads were joined in on_finish); a program that failed after the engine
+    // ended its sequence (out of context) ends the run with its error
+    auto reap = [&]() {
+        for (auto it = live.begin(); it != live.end();) {
+            if (!(*it)->returned()) {
+                ++it;
+                continue;
+            }
+            if ((*it)->error()) std::rethrow_exception((*it)->error());
+            it = live.erase(it);
+        }
+    };
+    try {
+        for (;;) {
+            std::optional<SequenceProgram> held = next(true);  // nothing runs: may wait for work
+            if (!held) return;
+            e.run([&]() -> SeqJob * {
+                reap();
+                std::optional<SequenceProgram> p = held ? std::move(held) : next(false);
+                held.reset();
+                if (!p) return nullptr;
+                live.push_back(std::make_unique<ProgramJob>(e.model(), e.tap(), e.n_ctx_seq(), std::move(p->run)));
+                live.back()->sampling = p->sampling;
+                return live.back().get();
+            });
+            reap();
+        }
+    } catch (...) {
+        live.clear();  // unwinds the programs still waiting (their calls throw, their threads end)
+        throw;
+    }
+}
 
 void run_sequences(std::shared_ptr<Model> model, const EngineParams & ep, const SamplingParams & sampling,
                    const TapSpec & tap, int n, const std::function<void(int, Sequence &)> & program,
@@ -270,44 +317,25 @@ void run_sequences(std::shared_ptr<Model> model, const EngineParams & ep, const 
         }
         return;
     }
-    Engine e(model, ep);
-    e.set_tap(tap);
-    std::deque<std::unique_ptr<ProgramJob>> live;  // joined, not yet reported
-    std::map<int, bool> finished;                  // indices returned, not yet reported
+    SequencePool pool(std::move(model), ep, tap);
+    std::vector<char> returned(n, 0);  // written by program i's thread while the engine's thread waits for it
     int next = 0, reported = 0;
     auto report = [&]() {
-        // drop the jobs that are over (their threads are joined in on_finish) and call done in order
-        for (auto it = live.begin(); it != live.end();) {
-            ProgramJob & j = **it;
-            if (!j.returned()) {
-                ++it;
-                continue;
-            }
-            // a program that failed after the engine ended its sequence (out of context): its error ends the run
-            if (j.error()) std::rethrow_exception(j.error());
-            finished[j.index()] = true;
-            it = live.erase(it);
-        }
-        while (finished.count(reported)) {
-            finished.erase(reported);
+        while (reported < n && returned[reported]) {
             if (done) done(reported);
             ++reported;
         }
     };
-    try {
-        e.run([&]() -> SeqJob * {
-            report();
-            if (next >= n) return nullptr;
-            live.push_back(std::make_unique<ProgramJob>(e.model(), e.tap(), e.n_ctx_seq(), next++, program));
-            ProgramJob * j = live.back().get();
-            j->sampling = sampling;
-            return j;
-        });
+    pool.run([&](bool) -> std::optional<SequenceProgram> {
         report();
-    } catch (...) {
-        live.clear();  // unwinds the programs still waiting (their calls throw, their threads end)
-        throw;
-    }
+        if (next >= n) return std::nullopt;
+        const int i = next++;
+        return SequenceProgram{sampling, [&, i](Sequence & s) {
+                                   program(i, s);
+                                   returned[i] = 1;
+                               }};
+    });
+    report();
     if (reported != n) throw Error("run_sequences: " + std::to_string(n - reported) + " programs did not finish");
 }
 

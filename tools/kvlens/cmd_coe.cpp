@@ -85,9 +85,7 @@ static int cmd_coe(int argc, char ** argv) {
     cli::PromptArgs pa;
     cli::add_prompt_flags(app, pa);
     int n_parallel = 1;
-    app.add_option("--np,--parallel", n_parallel,
-                   "sequences decoded together (-np; -c is then the whole cache, split evenly; default -c: the "
-                   "model's context for each)")->capture_default_str();
+    cli::add_parallel_flag(app, n_parallel);
     app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     const bool cap_given = app.count("--max-tokens") > 0 && max_tokens != -1;
@@ -128,7 +126,7 @@ static int cmd_coe(int argc, char ** argv) {
     ro.layers = parse_layers(layers_spec, model->facts().n_layer);
     ro.kv_part = parse_kv_part(kv_part);
     ro.l2_normalize = l2;
-    if (n_parallel < 1) throw Error("-np must be >= 1");
+    const EngineParams ep = cli::engine_params(a, model->facts(), n_parallel);
     std::unique_ptr<Session> session;
     std::unique_ptr<CoeRunner> runner;
     std::unique_ptr<Engine> engine;
@@ -141,14 +139,7 @@ static int cmd_coe(int argc, char ** argv) {
         runner = std::make_unique<CoeRunner>(*session, ro);
         n_ctx = session->n_ctx();
     } else {
-        EngineParams ep;
-        ep.session = a.session;
-        if (ep.session.n_ctx == 0) {  // each sequence gets what -np 1 would have
-            const int n_train = model->facts().n_ctx_train;
-            ep.session.n_ctx = std::min(n_train > 0 ? n_train : 4096, 4096) * n_parallel;
-        }
-        ep.n_parallel = n_parallel;
-        engine = std::make_unique<Engine>(model, ep);
+        engine = std::make_unique<Engine>(model, ep);  // each sequence gets what -np 1 would have
         engine->set_tap(coe_tap_spec(ro, model->facts().n_layer));
         n_ctx = engine->n_ctx_seq();
     }

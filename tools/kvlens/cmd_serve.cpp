@@ -1,7 +1,7 @@
-// kvlens serve: an OpenAI-compatible HTTP server (llama-server's API) on kvlens's own Session/ThinkRunner, so every
-// answer can think adaptively (KV classifier + online switch) and carries its KV-CoE confidence.
+// kvlens serve: an OpenAI-compatible HTTP server (llama-server's API) on kvlens's own engine and ThinkRunner, so
+// every answer can think adaptively (KV classifier + online switch) and carries its KV-CoE confidence.
 // HTTP: cpp-httplib (the copy vendored in the pinned llama.cpp, already linked through llama-common).
-// Model side: serve_engine.h's Engine; this cut has one slot (-np 1): one Session, one worker, a bounded FIFO.
+// Model side: serve_engine.h's Engine: -np sequences on one context (continuous batching), a bounded FIFO.
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -11,14 +11,9 @@
 #include <sstream>
 #include <thread>
 
-// the same settings the vendored library is compiled with (vendor/cpp-httplib/CMakeLists.txt)
-#define CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH 1048576
-#define CPPHTTPLIB_LISTEN_BACKLOG 512
-#define CPPHTTPLIB_REQUEST_URI_MAX_LENGTH 32768
-#define CPPHTTPLIB_TCP_NODELAY 1
-#include <cpp-httplib/httplib.h>
 
 #include "args.h"
+#include "httplib.h"
 #include "command.h"
 #include "kvlens/embed.h"
 #include "kvlens/error.h"
@@ -33,13 +28,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // ---- errors -----------------------------------------------------------------------------------------
-
-struct ApiError : std::runtime_error {
-    int status;
-    std::string type;
-    ApiError(int st, std::string ty, const std::string & msg) : std::runtime_error(msg), status(st), type(std::move(ty)) {}
-};
-ApiError bad_request(const std::string & m) { return ApiError(400, "invalid_request_error", m); }
 
 json error_body(int status, const std::string & type, const std::string & msg) {
     return {{"error", {{"code", status}, {"message", msg}, {"type", type}}}};
@@ -59,274 +47,6 @@ std::string b64(const void * data, size_t n) {
     }
     return out;
 }
-
-// ---- metrics ----------------------------------------------------------------------------------------
-
-struct Metrics {
-    std::mutex mu;
-    std::map<int, long long> by_status;
-    std::atomic<long long> tokens{0}, thinking{0}, switches{0}, prompt_tokens{0}, cancelled{0};
-    std::atomic<long long> decode_us{0};
-    void count(int status) {
-        std::lock_guard<std::mutex> l(mu);
-        ++by_status[status];
-    }
-    std::string text(int queue_depth) {
-        std::ostringstream o;
-        o << "# HELP kvlens_requests_total HTTP requests by status.\n# TYPE kvlens_requests_total counter\n";
-        {
-            std::lock_guard<std::mutex> l(mu);
-            for (auto & [st, n] : by_status) o << "kvlens_requests_total{status=\"" << st << "\"} " << n << "\n";
-        }
-        auto counter = [&](const char * name, const char * help, long long v) {
-            o << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << " " << v << "\n";
-        };
-        counter("kvlens_prompt_tokens_total", "Prompt tokens prefilled.", prompt_tokens);
-        counter("kvlens_tokens_generated_total", "Tokens sampled (completion tokens).", tokens);
-        counter("kvlens_thinking_tokens_total", "Sampled tokens inside a think block.", thinking);
-        counter("kvlens_switches_total", "Online fast/slow switches.", switches);
-        counter("kvlens_cancelled_total", "Generations cancelled by a client that went away.", cancelled);
-        const double s = decode_us / 1e6;
-        o << "# HELP kvlens_queue_depth Requests waiting for a slot.\n# TYPE kvlens_queue_depth gauge\nkvlens_queue_depth "
-          << queue_depth << "\n";
-        o << "# HELP kvlens_decode_tokens_per_second Generated tokens per second of generation time.\n"
-             "# TYPE kvlens_decode_tokens_per_second gauge\nkvlens_decode_tokens_per_second "
-          << (s > 0 ? tokens / s : 0.0) << "\n";
-        return o.str();
-    }
-};
-
-// ---- the one-slot engine ----------------------------------------------------------------------------
-
-struct ServeConfig {
-    std::shared_ptr<Model> model;
-    SessionParams session;
-    SamplingParams sampling;
-    PromptFormat fmt;
-    const KvClassifier * clf = nullptr;
-    ThinkParams think;
-    BatchParams batch;
-    int queue_max = 64;
-    int token_delay_ms = 0;  // testing: sleep after each generated token
-};
-
-class SingleSlotEngine : public serve::Engine {
-public:
-    SingleSlotEngine(const ServeConfig & c, Metrics & m) : c_(c), m_(m) {
-        session_ = std::make_unique<Session>(c_.model, c_.session);
-        ThinkParams tp = c_.think;
-        if (!c_.clf) tp.policy = ThinkPolicyKind::AlwaysSlow;  // each request sets its own policy
-        runner_ = std::make_unique<ThinkRunner>(*session_, c_.clf, c_.fmt, tp);
-        worker_ = std::thread([this] { loop(); });
-    }
-    ~SingleSlotEngine() override { shutdown(); }
-    int n_ctx() const { return session_->n_ctx(); }
-
-    bool submit(std::shared_ptr<Job> job) override {
-        std::lock_guard<std::mutex> l(mu_);
-        // one running + queue_max waiting; a running job that has posted its answer no longer holds the slot
-        const int running = busy_ && current_ && !current_->finished ? 1 : 0;
-        if (stopping_ || (int) queue_.size() + running > c_.queue_max) return false;
-        queue_.push_back(std::move(job));
-        cv_.notify_one();
-        return true;
-    }
-    int queue_depth() const override {
-        std::lock_guard<std::mutex> l(mu_);
-        return (int) queue_.size();
-    }
-    int slots() const override { return 1; }
-    void shutdown() override {
-        {
-            std::lock_guard<std::mutex> l(mu_);
-            stopping_ = true;
-        }
-        cv_.notify_all();
-        if (worker_.joinable()) worker_.join();
-    }
-
-private:
-    void loop() {
-        for (;;) {
-            std::shared_ptr<Job> job;
-            {
-                std::unique_lock<std::mutex> l(mu_);
-                cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
-                if (queue_.empty()) return;  // stopping, and every queued job done
-                job = queue_.front();
-                queue_.pop_front();
-                busy_ = 1;
-                current_ = job;
-            }
-            struct Idle {
-                SingleSlotEngine * e;
-                ~Idle() {
-                    std::lock_guard<std::mutex> l(e->mu_);
-                    e->busy_ = 0;
-                    e->current_.reset();
-                }
-            } idle{this};
-            if (job->cancelled) {
-                ++m_.cancelled;
-                continue;
-            }
-            try {
-                if (job->kind == Job::Chat) chat(*job);
-                else if (job->kind == Job::Completion) completion(*job);
-                else embed(*job);
-            } catch (const ApiError & e) {
-                job->post({Event::Error, "", "", {{"status", e.status}, {"type", e.type}, {"message", e.what()}}});
-            } catch (const Error & e) {  // kvlens's own checks of the input (tokenization, context room)
-                job->post({Event::Error, "", "", {{"status", 400}, {"type", "invalid_request_error"}, {"message", e.what()}}});
-            } catch (const std::exception & e) {
-                job->post({Event::Error, "", "", {{"status", 500}, {"type", "server_error"}, {"message", e.what()}}});
-            }
-        }
-    }
-
-    static json usage(int prompt, int completion, int reasoning) {
-        return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion},
-                {"completion_tokens_details", {{"reasoning_tokens", reasoning}}}};
-    }
-
-    void chat(Job & job) {
-        ThinkParams p = c_.think;
-        p.policy = job.policy;
-        session_->set_sampling(job.sampling);
-        StopMatcher stop(job.stop);
-        ReasoningSplitter split(c_.fmt.think_open, c_.fmt.think_close);
-        int reasoning_tokens = 0;
-        bool length = false;
-        ThinkHooks h;
-        h.maxprob = true;
-        if (job.reasoning_control) h.end_thinking = [&] { return job.end_thinking.load(); };
-        h.on_event = [&](const ThinkEvent & e) {
-            std::string r, c;
-            if (e.kind == ThinkEvent::Prefix) {
-                split.push(e.text, &r, &c);
-            } else if (e.kind == ThinkEvent::Control) {
-                split.push(stop.flush(), &r, &c);
-                split.control(e.text, &r, &c);
-            } else {
-                if (split.in_reasoning()) ++reasoning_tokens;
-                if (!e.eog) split.push(stop.push(e.text), &r, &c);
-            }
-            if (!r.empty() || !c.empty()) job.post({Event::Delta, r, c, {}});
-            if (c_.token_delay_ms > 0 && e.kind == ThinkEvent::Token)
-                std::this_thread::sleep_for(std::chrono::milliseconds(c_.token_delay_ms));
-            if (job.cancelled || stop.hit()) return false;
-            if (job.max_tokens > 0 && e.generated >= job.max_tokens && !e.eog) {
-                length = true;
-                return false;
-            }
-            return true;
-        };
-        ThinkResult res = runner_->run(job.input, h, p);
-        std::string r, c;
-        if (!stop.hit()) split.push(stop.flush(), &r, &c);
-        split.finish(&r, &c);
-        if (!r.empty() || !c.empty()) job.post({Event::Delta, r, c, {}});
-        m_.tokens += res.generated;
-        m_.thinking += reasoning_tokens;
-        m_.switches += res.switched;
-        m_.prompt_tokens += res.prompt_tokens;
-        m_.decode_us += (long long) (res.seconds * 1e6);
-        if (job.cancelled) {
-            ++m_.cancelled;
-            return;
-        }
-        auto num = [](double x) { return std::isfinite(x) ? json(x) : json(nullptr); };
-        json kv = {{"first_mode", to_string(res.first_mode)},
-                   {"score", num(res.initial_score)},
-                   {"gave_up", res.gave_up},
-                   {"switched", res.switched},
-                   {"switch_at", res.switched ? json(res.switch_at) : json(nullptr)},
-                   {"switch_score", num(res.switch_score)},
-                   {"final_mode", to_string(res.final_mode)},
-                   {"reasoning_ended", res.ended_thinking},
-                   {"confidence", {{"kv_coe_c", res.confidence ? json(*res.confidence) : json(nullptr)},
-                                   {"maxprob", res.maxprob ? json(*res.maxprob) : json(nullptr)}}},
-                   {"generated", res.generated},
-                   {"control_tokens", res.control_tokens},
-                   {"seconds", res.seconds}};
-        const char * fin = stop.hit() ? "stop" : (length || res.hit_cap) ? "length" : "stop";
-        job.post({Event::Done, "", "", {{"finish_reason", fin}, {"usage", usage(res.prompt_tokens, res.generated, reasoning_tokens)}, {"kvlens", kv}}});
-    }
-
-    void completion(Job & job) {
-        Session & s = *session_;
-        session_->set_sampling(job.sampling);
-        StopMatcher stop(job.stop);
-        s.clear();
-        s.eval(job.prompt);
-        const int room = s.n_ctx() - s.n_past();
-        const int cap = job.max_tokens > 0 ? std::min(job.max_tokens, room) : room;
-        double mp = 0;
-        int n = 0;
-        auto t0 = Clock::now();
-        GenerateResult g = s.generate(cap, [&](const TokenEvent & e) {
-            ++n;
-            mp += e.maxprob;
-            if (!c_.model->is_eog(e.id)) {
-                std::string c = stop.push(e.piece);
-                if (!c.empty()) job.post({Event::Delta, "", c, {}});
-            }
-            return !job.cancelled && !stop.hit();
-        });
-        if (!stop.hit()) {
-            std::string c = stop.flush();
-            if (!c.empty()) job.post({Event::Delta, "", c, {}});
-        }
-        m_.tokens += n;
-        m_.prompt_tokens += (long long) job.prompt.size();
-        m_.decode_us += (long long) (std::chrono::duration<double>(Clock::now() - t0).count() * 1e6);
-        if (job.cancelled) {
-            ++m_.cancelled;
-            return;
-        }
-        const char * fin = stop.hit() || g.hit_eog ? "stop" : "length";
-        json kv = {{"generated", n}, {"confidence", {{"maxprob", n ? json(mp / n) : json(nullptr)}}}};
-        job.post({Event::Done, "", "", {{"finish_reason", fin}, {"usage", usage((int) job.prompt.size(), n, 0)}, {"kvlens", kv}}});
-    }
-
-    void embed(Job & job) {
-        EmbedParams ep;
-        try {
-            ep.pool = PoolConfig::from_knobs("paper", job.pool_knobs);
-        } catch (const Error & e) {
-            throw bad_request(e.what());
-        }
-        ep.batch = c_.batch;
-        const std::string key = ep.pool.describe();
-        auto & emb = embedders_[key];
-        if (!emb) emb = std::make_unique<Embedder>(c_.model, ep);
-        int n_tok = 0;
-        for (size_t i = 0; i < job.texts.size(); ++i) {
-            try {
-                n_tok += (int) emb->tokens(job.texts[i], (int) i + 1).size();
-            } catch (const Error & e) {
-                throw bad_request(e.what());
-            }
-        }
-        EmbedRun r = emb->embed(job.texts);
-        json rows = json::array();
-        for (int i = 0; i < r.n_texts; ++i) rows.push_back(std::vector<float>(r.row(i), r.row(i) + r.dim));
-        job.post({Event::Done, "", "", {{"rows", rows}, {"prompt_tokens", n_tok}, {"pooling", key}}});
-    }
-
-    ServeConfig c_;
-    Metrics & m_;
-    std::unique_ptr<Session> session_;
-    std::unique_ptr<ThinkRunner> runner_;
-    std::map<std::string, std::unique_ptr<Embedder>> embedders_;
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<std::shared_ptr<Job>> queue_;
-    bool stopping_ = false;
-    int busy_ = 0;
-    std::shared_ptr<Job> current_;  // the running job (under mu_)
-    std::thread worker_;
-};
 
 // ---- request parsing (everything is checked here, before the model sees it) --------------------------
 
@@ -415,7 +135,7 @@ struct Server {
     ServeConfig cfg;
     std::string alias, model_path, api_key;
     std::atomic<bool> ready{false};
-    std::unique_ptr<SingleSlotEngine> engine;
+    std::unique_ptr<serve::Engine> engine;
     Metrics metrics;
     std::mutex render_mu;  // the chat template engine is used from the HTTP threads one at a time
     std::mutex jobs_mu;
@@ -806,7 +526,7 @@ struct Server {
                             "application/json");
         }));
         svr.Get("/metrics", guard([this](const httplib::Request &, httplib::Response & res) {
-            res.set_content(metrics.text(engine->queue_depth()), "text/plain; version=0.0.4");
+            res.set_content(metrics.text(engine->queue_depth(), engine->running(), engine->decodes(), engine->batch_tokens()), "text/plain; version=0.0.4");
         }));
         // unknown routes, over-long bodies and other library-made errors: OpenAI error objects
         svr.set_error_handler([this](const httplib::Request & req, httplib::Response & res) {
@@ -844,7 +564,7 @@ static int cmd_serve(int argc, char ** argv) {
     app.add_option("--classifier", clf_path, "KVClassifier GGUF: requests think adaptively by default");
     app.add_option("--host", host, "address to listen on")->capture_default_str();
     app.add_option("--port", port, "port to listen on (0: any free port, printed on stderr)")->capture_default_str();
-    app.add_option("--np,--parallel", n_parallel, "slots (-np; only 1 until the batched engine lands)")->capture_default_str();
+    cli::add_parallel_flag(app, n_parallel);
     app.add_option("--api-key", api_key, "require 'Authorization: Bearer KEY'");
     app.add_option("--api-key-file", api_key_file, "read the API key from a file (first line)");
     app.add_option("--timeout", timeout, "server read/write timeout in seconds")->capture_default_str();
@@ -859,7 +579,6 @@ static int cmd_serve(int argc, char ** argv) {
     app.add_option("--fast-cap", P.fast_cap, "generated tokens cap in fast mode")->capture_default_str();
     app.add_option("--slow-cap", P.slow_cap, "generated tokens cap in slow mode")->capture_default_str();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-    if (n_parallel != 1) throw Error("-np " + std::to_string(n_parallel) + ": only -np 1 until the batched engine lands (issue 14)");
     if (!api_key.empty() && !api_key_file.empty()) throw Error("give --api-key or --api-key-file, not both");
     if (!api_key_file.empty()) {
         std::ifstream in(api_key_file);
@@ -868,6 +587,7 @@ static int cmd_serve(int argc, char ** argv) {
         while (!api_key.empty() && (api_key.back() == '\r' || api_key.back() == ' ')) api_key.pop_back();
         if (api_key.empty()) throw Error("--api-key-file " + api_key_file + " is empty");
     }
+    if (n_parallel < 1) throw Error("-np must be >= 1 (sequences decoded together)");
     if (port < 0 || port > 65535) throw Error("--port must be 0..65535");
     if (queue < 0) throw Error("--queue-size must be >= 0");
     if (timeout <= 0) throw Error("--timeout must be positive");
@@ -903,17 +623,18 @@ static int cmd_serve(int argc, char ** argv) {
             S.cfg.clf = &clf;
         }
         S.cfg.fmt = cli::make_prompt_format(*S.cfg.model, pa);
-        S.cfg.session = a.session;
+        S.cfg.engine = cli::engine_params(a, S.cfg.model->facts(), n_parallel);
         S.cfg.sampling = a.sampling;
         S.cfg.think = P;
         S.cfg.batch.n_threads = a.session.n_threads;
         S.cfg.batch.flash_attn = a.session.flash_attn;
         S.cfg.queue_max = queue;
         S.cfg.token_delay_ms = token_delay;
-        S.engine = std::make_unique<SingleSlotEngine>(S.cfg, S.metrics);
+        S.engine = serve::make_engine(S.cfg, S.metrics);
         S.ready = true;
-        std::fprintf(stderr, "serve: ready: model '%s', n_ctx %d, %s, classifier %s, 1 slot, queue %d\n", S.alias.c_str(),
-                     S.engine->n_ctx(), S.cfg.fmt.describe().c_str(), clf_path.empty() ? "none" : clf_path.c_str(), queue);
+        std::fprintf(stderr, "serve: ready: model '%s', %d slot(s) of n_ctx %d, %s, classifier %s, queue %d\n", S.alias.c_str(),
+                     S.engine->slots(), S.engine->n_ctx(), S.cfg.fmt.describe().c_str(), clf_path.empty() ? "none" : clf_path.c_str(),
+                     queue);
     } catch (...) {
         svr.stop();
         http.join();

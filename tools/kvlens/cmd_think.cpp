@@ -370,8 +370,7 @@ static int cmd_think(int argc, char ** argv) {
                              100.0 * n_ok / n_done, n_done / std::max(sec, 1e-9), eta);
         }
     };
-    SamplingParams sampling = a.sampling;
-    run_sequences(model, ep, sampling, tap, (int) items.size(), program, finished);
+    run_sequences(model, ep, a.sampling, tap, (int) items.size(), program, finished);
 
     if (!table) {
         PolicyStats st;
