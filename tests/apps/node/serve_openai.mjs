@@ -1,5 +1,5 @@
 // kvlens serve against the official OpenAI Node SDK: chat, streaming with reasoning_content, embeddings, the
-// control call, error statuses. Usage: node serve_openai.mjs KVLENS_BIN MODEL CLASSIFIER
+// control call, error statuses, 8 requests at once on 4 slots. Usage: node serve_openai.mjs KVLENS_BIN MODEL CLASSIFIER
 // Exit 77 (ctest: skipped) when the openai package is not installed (scripts/deps.sh installs it).
 import { spawn } from "node:child_process";
 
@@ -13,7 +13,7 @@ try {
 const [bin, model, clf] = process.argv.slice(2);
 const key = "node-test-key";
 const srv = spawn(bin, ["serve", "-m", model, "--classifier", clf, "--port", "0", "-t", "1", "--api-key", key,
-                        "--token-delay-ms", "10"], { stdio: ["ignore", "ignore", "pipe"] });
+                        "--token-delay-ms", "10", "-np", "4", "-ctk", "f32", "-ctv", "f32", "-fa", "off"], { stdio: ["ignore", "ignore", "pipe"] });
 let log = "";
 const killer = setTimeout(() => { console.error("FAIL: timed out\n" + log); srv.kill("SIGKILL"); process.exit(1); }, 240000);
 const port = await new Promise((resolve, reject) => {
@@ -76,6 +76,16 @@ try {
   check(last2 && last2.kvlens.reasoning_ended === true, "control: the thinking was ended");
   check(last2 && last2.usage.completion_tokens_details.reasoning_tokens < r.usage.completion_tokens_details.reasoning_tokens,
         "control: fewer reasoning tokens than the full think");
+
+  // 8 requests at once on 4 slots (f32 cache: no near-tie flips across batch sizes) = the same requests one by one
+  const qs = ["12+34", "7*8", "305-99", "41+41", "9*9", "120-7", "66+5", "13*3"];
+  const ask = (x) => client.chat.completions.create({ model: id, messages: [{ role: "user", content: x }], thinking: "fast" });
+  const alone = [];
+  for (const x of qs) alone.push(await ask(x));
+  const together = await Promise.all(qs.map(ask));
+  check(together.every((t, i) => t.choices[0].message.content === alone[i].choices[0].message.content &&
+                                 t.usage.completion_tokens === alone[i].usage.completion_tokens),
+        "8 concurrent requests = the same requests one by one");
 
   const e = await client.embeddings.create({ model: id, input: ["12+34", "9*9"] });
   check(e.data.length === 2 && e.data[0].embedding.length > 0 && typeof e.data[0].embedding[0] === "number",
