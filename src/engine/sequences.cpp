@@ -1,24 +1,22 @@
 // Sequence's shared loop (generate) and run_sequences: sequential programs as jobs of one Engine (kvlens/sequence.h).
 //
-// A program runs on its own thread but never at the same time as the engine: each call that needs the model
-// (eval, sample) posts a request and hands the turn to the engine's thread, which waits inside the job's
-// callback (prompt, on_evaluated, on_token) for the program's next request and answers it with a SeqStep. So
-// the engine sees ordinary SeqJobs, taps and consumers are only ever touched by one thread at a time, and the
-// batches a run makes depend only on the programs' requests, not on timing.
+// A program runs as a fiber (fiber.h) on the engine's thread: each call that needs the model (eval, sample)
+// records a request and yields to the engine, which resumes the program inside the job's callback (prompt,
+// on_evaluated, on_token) and turns its next request into a SeqStep. So the engine sees ordinary SeqJobs, taps
+// and consumers are only ever touched by one thread, the batches a run makes depend only on the programs'
+// requests, and a turn costs a context switch in user space (no thread wake-up per token).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <map>
-#include <mutex>
-#include <thread>
 
 #include "kvlens/engine.h"
 #include "kvlens/error.h"
 #include "kvlens/sequence.h"
 #include "kvlens/session.h"
+#include "fiber.h"
 
 namespace kvlens {
 
@@ -65,19 +63,18 @@ namespace {
 // Thrown inside a program whose sequence was ended by the engine (the run failed elsewhere): unwinds it.
 struct Unwind {};
 
-// One program as one SeqJob; the Sequence it hands the program talks to the engine through `turn`.
+// One program as one SeqJob; the Sequence it hands the program yields to the engine at every eval and sample.
 class ProgramJob final : public SeqJob, public Sequence {
 public:
     ProgramJob(Model & m, const TapSpec & engine_tap, int n_ctx, std::function<void(Sequence &)> fn)
         : model_(m), tap_(engine_tap), n_ctx_(n_ctx), fn_(std::move(fn)) {}
-    ~ProgramJob() override { stop_thread(); }
+    ~ProgramJob() override { stop_program(); }
 
     std::exception_ptr error() const { return error_; }
-    bool returned() const { return state_ == State::Returned; }
+    bool returned() const { return fiber_.done(); }
 
-    // ---- SeqJob (engine thread) ----
+    // ---- SeqJob (the engine) ----
     std::vector<Token> prompt() override {
-        thread_ = std::thread([this]() { body(); });
         resume();  // until the program's first request
         if (req_.kind == Req::Sample) fail("sample() before anything was evaluated");
         if (req_.kind == Req::Done) {
@@ -103,15 +100,15 @@ public:
         return *step();
     }
     void on_finish(bool context) override {
-        if (state_ != State::Returned) {  // ended by the engine while the program waits: its call throws
+        if (!fiber_.done()) {  // ended by the engine while the program waits: its call throws
             ended_ = context ? "the sequence ran out of its share of the context (-c / -np)" : "";
             unwind_ = !context;
             resume();
         }
-        stop_thread();
+        stop_program();
     }
 
-    // ---- Sequence (program thread) ----
+    // ---- Sequence (the program, in its fiber) ----
     Model & model() const override { return model_; }
     void eval(const std::vector<Token> & tokens) override {
         if (tokens.empty()) return;
@@ -164,45 +161,27 @@ private:
         enum Kind { Eval, Sample, Done } kind = Done;
         std::vector<Token> tokens;
     };
-    enum class State { Engine, Program, Returned };
 
     void body() {
-        {
-            std::unique_lock<std::mutex> lk(mu_);
-            cv_.wait(lk, [&] { return state_ == State::Program; });
-        }
         try {
             fn_(*this);
         } catch (const Unwind &) {
         } catch (...) {
             error_ = std::current_exception();
         }
-        std::lock_guard<std::mutex> lk(mu_);
         req_ = Req{Req::Done, {}};
-        state_ = State::Returned;
-        cv_.notify_all();
     }
-    // program thread: post req_ and wait until the engine answers (resume)
+    // program side: post req_ and let the engine answer it
     void request() {
-        std::unique_lock<std::mutex> lk(mu_);
-        state_ = State::Engine;
-        cv_.notify_all();
-        cv_.wait(lk, [&] { return state_ == State::Program; });
-        lk.unlock();
+        fiber_.yield();
         check_live();
     }
     void check_live() const {
         if (unwind_) throw Unwind{};
         if (!ended_.empty()) throw Error(ended_);
     }
-    // engine thread: let the program run until its next request (or its return)
-    void resume() {
-        std::unique_lock<std::mutex> lk(mu_);
-        if (state_ == State::Returned) return;
-        state_ = State::Program;
-        cv_.notify_all();
-        cv_.wait(lk, [&] { return state_ != State::Program; });
-    }
+    // engine side: let the program run until its next request (or its return)
+    void resume() { fiber_.resume(); }
     std::vector<Token> take_eval() {
         std::vector<Token> t = std::move(req_.tokens);
         rewind_ = -1;  // a rewind before the prompt is a no-op (the sequence starts empty)
@@ -225,23 +204,17 @@ private:
         if (!error_) error_ = std::make_exception_ptr(Error(why));
         throw Error(why);
     }
-    void stop_thread() {
-        if (!thread_.joinable()) return;
-        if (state_ != State::Returned) {
-            unwind_ = true;
-            resume();
-        }
-        thread_.join();
+    void stop_program() {
+        if (!fiber_.started() || fiber_.done()) return;
+        unwind_ = true;  // the program waits in a call: it throws Unwind there
+        resume();
     }
 
     Model & model_;
     TapSpec tap_;
     int n_ctx_;
     std::function<void(Sequence &)> fn_;
-    std::thread thread_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    State state_ = State::Engine;
+    Fiber fiber_{[this] { body(); }};
     Req req_;
     std::string ended_;     // why the engine ended the sequence under the program (its next call throws it)
     bool unwind_ = false;   // the run ended: the program's next call unwinds it

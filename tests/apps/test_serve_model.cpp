@@ -266,6 +266,10 @@ TEST(ServeModel, ChatNonStreamingSplitsReasoning) {
         EXPECT_FALSE(f["choices"][0]["message"].contains("reasoning_content")) << extra.dump();
         EXPECT_FALSE(f["choices"][0]["message"]["content"].get<std::string>().empty());
     }
+    // slow through enable_thinking: true (a server with a classifier would otherwise pick adaptively)
+    json sl = post(c, "/v1/chat/completions", chat_body(question(1, 2), {{"chat_template_kwargs", {{"enable_thinking", true}}}}));
+    EXPECT_EQ(sl["kvlens"]["first_mode"], "slow");
+    EXPECT_TRUE(sl["choices"][0]["message"].contains("reasoning_content"));
     // max_tokens: finish_reason length, exactly that many tokens
     json l = post(c, "/v1/chat/completions", chat_body(question(5, 3), {{"thinking", "slow"}, {"max_tokens", 5}}));
     EXPECT_EQ(l["choices"][0]["finish_reason"], "length");

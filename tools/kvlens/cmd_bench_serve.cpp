@@ -28,6 +28,7 @@
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
+#include "kvlens/prompt.h"
 #include "kvlens/random_model.h"
 
 using namespace kvlens;
@@ -142,7 +143,8 @@ double quantile(std::vector<double> v, double q) {
 }
 
 // n requests (body(i)) over `clients` connections, or until `until` when given; latency per request end to end.
-Load load(int port, int clients, int n, const std::function<json(int)> & body, Clock::time_point until = {}) {
+Load load(int port, int clients, int n, const std::function<json(int)> & body, const std::string & path,
+          Clock::time_point until = {}) {
     std::atomic<int> next{0};
     std::mutex mu;
     std::vector<double> lat;
@@ -158,7 +160,7 @@ Load load(int port, int clients, int n, const std::function<json(int)> & body, C
                 const int i = next++;
                 if (timed ? Clock::now() >= until : i >= n) return;
                 const auto s = Clock::now();
-                auto r = c.Post("/v1/chat/completions", body(i).dump(), "application/json");
+                auto r = c.Post(path, body(i).dump(), "application/json");
                 const double dt = std::chrono::duration<double>(Clock::now() - s).count();
                 std::lock_guard<std::mutex> l(mu);
                 ++L.requests;
@@ -205,6 +207,8 @@ static int bench_serve(int argc, char ** argv) {
     app.add_option("--ctx-per-slot", n_ctx_seq, "context per slot when -c is not given (default: the model's, at most 4096); -c = slots x this");
     app.add_option("--reps", reps, "repetitions per point, interleaved across the servers (median tokens/s)")->capture_default_str();
     app.add_option("--soak", soak, "then this many seconds of kvlens serve at the most clients: errors, resident memory");
+    std::vector<std::string> serve_extra;
+    app.add_option("--serve-arg", serve_extra, "an extra argument for kvlens serve (repeat: --serve-arg=--no-confidence)");
     app.add_option("--llama-server", llama_server, "llama-server binary of the pinned tree ('' to skip it)");
     app.add_option("--json", json_out, "also write the results as JSON");
     cli::add_parallel_flag(app, n_parallel);
@@ -255,6 +259,7 @@ static int bench_serve(int argc, char ** argv) {
         std::vector<std::string> args = {self_exe(), "serve"};
         args.insert(args.end(), common.begin(), common.end());
         for (const std::string & x : std::vector<std::string>{"--port", std::to_string(p), "--queue-size", "1024"}) args.push_back(x);
+        args.insert(args.end(), serve_extra.begin(), serve_extra.end());
         if (!clf.empty()) {
             args.push_back("--classifier");
             args.push_back(clf);
@@ -264,16 +269,27 @@ static int bench_serve(int argc, char ** argv) {
     }
 
     auto question = [](int i) { return arith_generate(1 + i % 5, (uint64_t) (1000 + i) | kArithEvalSeedBit).question; };
-    auto body = [&](int i, const char * thinking) {
-        json b = {{"messages", {{{"role", "user"}, {"content", question(i)}}}}, {"max_tokens", max_tokens}, {"temperature", 0},
-                  {"seed", 0}};
-        if (thinking) b["thinking"] = thinking;
-        return b;
+    // The same slow prompt for both servers: the chat turn kvlens renders from the GGUF's template + the slow
+    // prefix, sent raw to /v1/completions — so both generate the same greedy tokens, and the ratio is the servers'.
+    std::vector<std::string> raw(requests);
+    {
+        auto m = cli::load_model(a);
+        const PromptFormat f = prompt_format(*m, "auto");
+        for (int i = 0; i < requests; ++i) raw[i] = f.render(*m, question(i)) + f.slow_prefix;
+    }
+    auto completion = [&](int i) {
+        return json{{"prompt", raw[i % requests]}, {"max_tokens", max_tokens}, {"temperature", 0}, {"seed", 0}};
     };
-    std::printf("| clients | llama-server tok/s | p50 s | p99 s | kvlens (slow) tok/s | vs llama-server | p50 s | p99 s |%s\n"
-                "|---|---|---|---|---|---|---|---|%s\n",
-                clf.empty() ? "" : " kvlens adaptive tok/s | p50 s | p99 s | tokens/request slow → adaptive |",
-                clf.empty() ? "" : "---|---|---|---|");
+    auto chat = [&](int i, const char * thinking) {
+        return json{{"messages", {{{"role", "user"}, {"content", question(i)}}}}, {"max_tokens", max_tokens}, {"temperature", 0},
+                    {"seed", 0}, {"thinking", thinking}};
+    };
+    std::printf("Same slow prompt, /v1/completions: llama-server vs kvlens; then kvlens chat (thinking slow, with its "
+                "classifier/KV-CoE taps)%s. tok/s = completion tokens / wall time; latency per request, seconds.\n\n",
+                clf.empty() ? "" : " and adaptive");
+    std::printf("| clients | llama-server tok/s | p50 | p99 | kvlens tok/s | vs llama-server | p50 | p99 | kvlens chat slow tok/s "
+                "| vs llama-server | p50 | p99 |%s tokens/request |\n|---|---|---|---|---|---|---|---|---|---|---|---|%s---|\n",
+                clf.empty() ? "" : " adaptive tok/s | p50 | p99 |", clf.empty() ? "" : "---|---|---|");
     json rows = json::array();
     long errors = 0;
     auto med = [&](std::vector<Load> v, const std::string & who) {
@@ -284,33 +300,38 @@ static int bench_serve(int argc, char ** argv) {
         std::sort(v.begin(), v.end(), [](const Load & x, const Load & y) { return x.tok_s < y.tok_s; });
         return v.empty() ? Load{} : v[v.size() / 2];
     };
+    auto jl = [](const Load & l) {
+        return json{{"tok_s", l.tok_s}, {"p50", l.p50}, {"p99", l.p99}, {"tokens", l.tokens}, {"requests", l.requests}, {"errors", l.errors}};
+    };
     for (int nc : clients) {
         std::fprintf(stderr, "bench serve: %d client(s) ...\n", nc);
-        std::vector<Load> vr, vs, va;
+        std::vector<Load> vr, vk, vs, va;
         for (int rep = 0; rep < reps; ++rep) {  // interleaved: whatever else the machine does hits every server alike
-            auto run = [&](Child * c, const char * thinking) {
-                return load(c->port, nc, requests, [&](int i) { return body(i, thinking); });
-            };
-            if (ref) vr.push_back(run(ref.get(), nullptr));
-            vs.push_back(run(kv.get(), "slow"));
-            if (!clf.empty()) va.push_back(run(kv.get(), "adaptive"));
+            if (ref) vr.push_back(load(ref->port, nc, requests, completion, "/v1/completions"));
+            vk.push_back(load(kv->port, nc, requests, completion, "/v1/completions"));
+            vs.push_back(load(kv->port, nc, requests, [&](int i) { return chat(i, "slow"); }, "/v1/chat/completions"));
+            if (!clf.empty())
+                va.push_back(load(kv->port, nc, requests, [&](int i) { return chat(i, "adaptive"); }, "/v1/chat/completions"));
         }
-        const Load r = med(vr, "llama-server"), s = med(vs, "kvlens slow"), ad = med(va, "kvlens adaptive");
-        auto num = [](double x, const char * f) {
+        const Load r = med(vr, "llama-server"), k = med(vk, "kvlens"), sl = med(vs, "kvlens chat slow"),
+                   ad = med(va, "kvlens chat adaptive");
+        auto f = [](double x, const char * fmt) {
             char b[32];
-            std::snprintf(b, sizeof b, f, x);
+            std::snprintf(b, sizeof b, fmt, x);
             return std::string(b);
         };
-        std::printf("| %d | %s | %s | %s | %.1f | %s | %.3f | %.3f |", nc, ref ? num(r.tok_s, "%.1f").c_str() : "-",
-                    ref ? num(r.p50, "%.3f").c_str() : "-", ref ? num(r.p99, "%.3f").c_str() : "-", s.tok_s,
-                    ref && r.tok_s > 0 ? num(s.tok_s / r.tok_s, "%.3f").c_str() : "-", s.p50, s.p99);
-        if (!clf.empty()) std::printf(" %.1f | %.3f | %.3f | %.1f → %.1f |", ad.tok_s, ad.p50, ad.p99, s.mean_tokens, ad.mean_tokens);
-        std::printf("\n");
+        auto ratio = [&](double x) { return ref && r.tok_s > 0 ? f(x / r.tok_s, "%.2f") : std::string("-"); };
+        std::string tokens = (ref ? f(r.mean_tokens, "%.1f") + " / " : std::string()) + f(k.mean_tokens, "%.1f") + " / " +
+                             f(sl.mean_tokens, "%.1f") + (clf.empty() ? "" : " / " + f(ad.mean_tokens, "%.1f"));
+        std::printf("| %d | %s | %s | %s | %.1f | %s | %.3f | %.3f | %.1f | %s | %.3f | %.3f |", nc,
+                    ref ? f(r.tok_s, "%.1f").c_str() : "-", ref ? f(r.p50, "%.3f").c_str() : "-", ref ? f(r.p99, "%.3f").c_str() : "-",
+                    k.tok_s, ratio(k.tok_s).c_str(), k.p50, k.p99, sl.tok_s, ratio(sl.tok_s).c_str(), sl.p50, sl.p99);
+        if (!clf.empty()) std::printf(" %.1f | %.3f | %.3f |", ad.tok_s, ad.p50, ad.p99);
+        std::printf(" %s |\n", tokens.c_str());
         std::fflush(stdout);
-        json row = {{"clients", nc},
-                    {"kvlens_slow", {{"tok_s", s.tok_s}, {"p50", s.p50}, {"p99", s.p99}, {"tokens", s.tokens}, {"errors", s.errors}}}};
-        if (ref) row["llama_server"] = {{"tok_s", r.tok_s}, {"p50", r.p50}, {"p99", r.p99}, {"tokens", r.tokens}, {"errors", r.errors}};
-        if (!clf.empty()) row["kvlens_adaptive"] = {{"tok_s", ad.tok_s}, {"p50", ad.p50}, {"p99", ad.p99}, {"tokens", ad.tokens}, {"errors", ad.errors}};
+        json row = {{"clients", nc}, {"kvlens_completions", jl(k)}, {"kvlens_chat_slow", jl(sl)}};
+        if (ref) row["llama_server_completions"] = jl(r);
+        if (!clf.empty()) row["kvlens_chat_adaptive"] = jl(ad);
         rows.push_back(row);
     }
     json soak_j;
@@ -326,7 +347,8 @@ static int bench_serve(int argc, char ** argv) {
                 for (int i = 0; i < 50 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
             }
         });
-        Load L = load(kv->port, nc, 0, [&](int i) { return body(i, clf.empty() ? "slow" : "adaptive"); }, t0 + std::chrono::seconds(soak));
+        Load L = load(kv->port, nc, 0, [&](int i) { return chat(i, clf.empty() ? "slow" : "adaptive"); }, "/v1/chat/completions",
+                      t0 + std::chrono::seconds(soak));
         done = true;
         sampler.join();
         errors += L.errors;

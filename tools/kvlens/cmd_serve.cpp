@@ -176,16 +176,16 @@ struct Server {
         res.set_content(error_body(status, type, msg).dump(), "application/json");
     }
 
-    // Thinking per request: "thinking" adaptive|fast|slow, or chat_template_kwargs.enable_thinking=false /
-    // reasoning_effort "none" (fast). Default: adaptive with a classifier, else slow (the template's default,
-    // enable_thinking=true).
+    // Thinking per request: "thinking" adaptive|fast|slow, or the spellings clients send llama-server:
+    // chat_template_kwargs.enable_thinking false (fast) / true (slow), reasoning_effort "none" (fast).
+    // Default: adaptive with a classifier, else slow.
     ThinkPolicyKind parse_thinking(const json & b) {
         std::optional<ThinkPolicyKind> k;
         if (const json * v = field(b, "chat_template_kwargs")) {
             if (!v->is_object()) throw bad_request("'chat_template_kwargs' must be an object");
             if (const json * e = field(*v, "enable_thinking")) {
                 if (!e->is_boolean()) throw bad_request("'chat_template_kwargs.enable_thinking' must be a boolean");
-                if (!e->get<bool>()) k = ThinkPolicyKind::AlwaysFast;
+                k = e->get<bool>() ? ThinkPolicyKind::AlwaysSlow : ThinkPolicyKind::AlwaysFast;
             }
         }
         if (const json * v = field(b, "reasoning_effort")) {
@@ -276,6 +276,7 @@ struct Server {
     // Queue a job; stream its events or wait for the end.
     void run_job(std::shared_ptr<Job> job, bool stream, const httplib::Request & req, httplib::Response & res) {
         if (draining) throw ApiError(503, "unavailable_error", "the server is shutting down");
+        job->wake_on_delta = stream;
         if (!engine->submit(job)) throw ApiError(503, "unavailable_error", "the server is busy: the request queue is full");
         const bool chat = job->kind == Job::Chat;
         const std::string id = job->id;
@@ -574,11 +575,14 @@ static int cmd_serve(int argc, char ** argv) {
     app.add_option("--tau", P.tau, "initial decision: fast if score < tau")->capture_default_str();
     app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta")->capture_default_str();
     app.add_option("--every", P.every, "online: score every k generated tokens")->capture_default_str();
+    bool no_conf = false;
+    app.add_flag("--no-confidence", no_conf, "skip the KV-CoE confidence (taps only the classifier's layers)");
     int token_delay = 0;
     app.add_option("--token-delay-ms", token_delay, "testing: sleep this long after each generated chat token (real-time control, disconnects)");
     app.add_option("--fast-cap", P.fast_cap, "generated tokens cap in fast mode")->capture_default_str();
     app.add_option("--slow-cap", P.slow_cap, "generated tokens cap in slow mode")->capture_default_str();
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    P.confidence = !no_conf;
     if (!api_key.empty() && !api_key_file.empty()) throw Error("give --api-key or --api-key-file, not both");
     if (!api_key_file.empty()) {
         std::ifstream in(api_key_file);

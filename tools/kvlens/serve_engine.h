@@ -91,16 +91,19 @@ struct Job {
     std::chrono::steady_clock::time_point queued_at = std::chrono::steady_clock::now();
 
     std::atomic<bool> finished{false};      // its last event (Done or Error) is posted: the slot counts as free
+    bool wake_on_delta = true;  // false for a non-streamed answer: its reader wakes for the last event only
 
     void post(Event e) {
-        if (e.kind != Event::Delta) finished = true;
+        const bool last = e.kind != Event::Delta;
+        if (last) finished = true;
         {
             std::lock_guard<std::mutex> l(mu_);
             events_.push_back(std::move(e));
         }
-        cv_.notify_all();
+        if (last || wake_on_delta) cv_.notify_all();  // a wake-up per token costs a context switch per token
     }
-    // The next event, or nullopt after `wait` without one.
+    // The next event, or nullopt after `wait` without one (set before submit; a reader that is not woken per delta
+    // still finds the deltas queued when it wakes).
     std::optional<Event> next(std::chrono::milliseconds wait) {
         std::unique_lock<std::mutex> l(mu_);
         if (!cv_.wait_for(l, wait, [&] { return !events_.empty(); })) return std::nullopt;
