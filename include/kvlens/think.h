@@ -118,6 +118,8 @@ struct ThinkEvent {
 struct ThinkHooks {
     std::function<bool(const ThinkEvent &)> on_event;  // false after a Token: stop generating now (result.stopped)
     std::function<bool()> end_thinking;  // polled before each sample: true = close an open think now ("</think>\n\n")
+    std::string end_message;             // text written into the think before that close (llama-server's
+                                         // --reasoning-budget-message)
     bool maxprob = false;                // compute ThinkResult::maxprob (a softmax per token)
 };
 

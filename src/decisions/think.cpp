@@ -164,15 +164,16 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
     bool closed = false;
     while (true) {
         if (hooks_ && hooks_->end_thinking && pol.mode() == ThinkMode::Slow && !closed && !r.ended_thinking &&
-            hooks_->end_thinking() && room(g.reserve + 1) >= 0) {
+            hooks_->end_thinking() && room(g.reserve + 1 + (int) s_.model().tokenize(hooks_->end_message, false, true).size()) >= 0) {
             // the client ends the thinking (llama-server's reasoning_end): close it on the live sequence
+            const std::string ctl = hooks_->end_message + fmt_.to_fast;
             const int before = s_.n_past();
-            s_.append_text(fmt_.to_fast);
+            s_.append_text(ctl);
             r.control_tokens += s_.n_past() - before;
-            r.output += fmt_.to_fast;
+            r.output += ctl;
             r.ended_thinking = true;
             closed = true;
-            if (hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Control, fmt_.to_fast});
+            if (hooks_->on_event) hooks_->on_event(ThinkEvent{ThinkEvent::Control, ctl});
         }
         if (used >= budget || room(g.reserve) < 1) {
             r.hit_cap = true;  // stopped by the cap or the context end

@@ -270,6 +270,22 @@ TEST(ServeModel, ChatNonStreamingSplitsReasoning) {
     json sl = post(c, "/v1/chat/completions", chat_body(question(1, 2), {{"chat_template_kwargs", {{"enable_thinking", true}}}}));
     EXPECT_EQ(sl["kvlens"]["first_mode"], "slow");
     EXPECT_TRUE(sl["choices"][0]["message"].contains("reasoning_content"));
+    // llama-server's reasoning budget: the think is closed after that many thinking tokens (0: at once), the
+    // budget message written into it; the answer follows
+    for (int budget : {0, 6}) {
+        json bb = post(c, "/v1/chat/completions",
+                       chat_body(question(5, 3), {{"thinking", "slow"}, {"reasoning_budget_tokens", budget},
+                                                  {"reasoning_budget_message", " (out of time)"}}));
+        ASSERT_TRUE(bb.is_object());
+        EXPECT_EQ(bb["usage"]["completion_tokens_details"]["reasoning_tokens"], budget) << bb.dump();
+        EXPECT_EQ(bb["kvlens"]["reasoning_ended"], true);
+        const std::string rc = bb["choices"][0]["message"].value("reasoning_content", "");
+        EXPECT_NE(rc.find("(out of time)"), std::string::npos) << rc;
+        EXPECT_FALSE(bb["choices"][0]["message"]["content"].get<std::string>().empty());
+    }
+    int bst = 0;
+    post(c, "/v1/chat/completions", chat_body("1+1", {{"reasoning_budget_tokens", -2}}), &bst);
+    EXPECT_EQ(bst, 400);
     // max_tokens: finish_reason length, exactly that many tokens
     json l = post(c, "/v1/chat/completions", chat_body(question(5, 3), {{"thinking", "slow"}, {"max_tokens", 5}}));
     EXPECT_EQ(l["choices"][0]["finish_reason"], "length");

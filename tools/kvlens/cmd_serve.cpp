@@ -134,6 +134,8 @@ void on_signal(int s) { g_signal = s; }
 struct Server {
     ServeConfig cfg;
     std::string alias, model_path, api_key;
+    int cfg_budget = -1;             // --reasoning-budget
+    std::string cfg_budget_message;  // --reasoning-budget-message
     std::atomic<bool> ready{false};
     std::unique_ptr<serve::Engine> engine;
     Metrics metrics;
@@ -234,6 +236,16 @@ struct Server {
         job->policy = parse_thinking(b);
         typed(b, "reasoning_control", is_bool, [&](const json & v) { job->reasoning_control = v.get<bool>(); },
               "a boolean");
+        job->reasoning_budget = cfg_budget;
+        job->budget_message = cfg_budget_message;
+        if (const json * v = field(b, "reasoning_budget_tokens")) {
+            if (!is_int(*v) || v->get<long long>() < -1 || v->get<long long>() > (1 << 30))
+                throw bad_request("'reasoning_budget_tokens' must be an integer >= -1");
+            if (v->get<long long>() >= 0) job->reasoning_budget = (int) v->get<long long>();
+        }
+        typed(b, "reasoning_budget_message", is_str, [&](const json & v) { job->budget_message = v.get<std::string>(); },
+              "a string");
+        if (!cli::valid_utf8(job->budget_message)) throw bad_request("'reasoning_budget_message' is not valid UTF-8");
         job->input.question = ms.back().content;
         const Model & m = *cfg.model;
         size_t need = 0;
@@ -575,6 +587,12 @@ static int cmd_serve(int argc, char ** argv) {
     app.add_option("--tau", P.tau, "initial decision: fast if score < tau")->capture_default_str();
     app.add_option("--delta", P.delta, "online: switch when the score leaves 50 +- delta")->capture_default_str();
     app.add_option("--every", P.every, "online: score every k generated tokens")->capture_default_str();
+    int budget = -1;
+    std::string budget_message;
+    app.add_option("--reasoning-budget", budget,
+                   "thinking tokens before the think is closed: -1 unrestricted, 0 immediate end, N > 0 a budget "
+                   "(a request's reasoning_budget_tokens overrides it)")->capture_default_str();
+    app.add_option("--reasoning-budget-message", budget_message, "text written into the think before it is closed by the budget");
     bool no_conf = false;
     app.add_flag("--no-confidence", no_conf, "skip the KV-CoE confidence (taps only the classifier's layers)");
     int token_delay = 0;
@@ -592,12 +610,16 @@ static int cmd_serve(int argc, char ** argv) {
         if (api_key.empty()) throw Error("--api-key-file " + api_key_file + " is empty");
     }
     if (n_parallel < 1) throw Error("-np must be >= 1 (sequences decoded together)");
+    if (budget < -1) throw Error("--reasoning-budget must be >= -1");
+    if (!cli::valid_utf8(budget_message)) throw Error("--reasoning-budget-message is not valid UTF-8");
     if (port < 0 || port > 65535) throw Error("--port must be 0..65535");
     if (queue < 0) throw Error("--queue-size must be >= 0");
     if (timeout <= 0) throw Error("--timeout must be positive");
 
     Server S;
     S.api_key = api_key;
+    S.cfg_budget = budget;
+    S.cfg_budget_message = budget_message;
     S.model_path = a.model.path;
     S.alias = alias.empty() ? std::filesystem::path(a.model.path).filename().string() : alias;
     httplib::Server svr;

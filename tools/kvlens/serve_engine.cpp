@@ -189,14 +189,25 @@ private:
         bool length = false;
         ThinkHooks h;
         h.maxprob = true;
-        if (job.reasoning_control) h.end_thinking = [&] { return job.end_thinking.load(); };
+        // reasoning_end (the control call) or the reasoning budget (llama-server's --reasoning-budget) closes the think
+        if (job.reasoning_control || job.reasoning_budget >= 0)
+            h.end_thinking = [&] {
+                return job.end_thinking.load() || (job.reasoning_budget >= 0 && reasoning_tokens >= job.reasoning_budget);
+            };
+        h.end_message = job.budget_message;
         h.on_event = [&](const ThinkEvent & e) {
             std::string r, c;
             if (e.kind == ThinkEvent::Prefix) {
                 split.push(e.text, &r, &c);
             } else if (e.kind == ThinkEvent::Control) {
                 split.push(stop.flush(), &r, &c);
-                split.control(e.text, &r, &c);
+                const std::string & msg = job.budget_message;
+                if (!msg.empty() && e.text.rfind(msg, 0) == 0) {  // the budget's message is part of the reasoning
+                    split.push(msg, &r, &c);
+                    split.control(e.text.substr(msg.size()), &r, &c);
+                } else {
+                    split.control(e.text, &r, &c);
+                }
             } else {
                 if (split.in_reasoning()) ++reasoning_tokens;
                 if (!e.eog) split.push(stop.push(e.text), &r, &c);

@@ -75,6 +75,8 @@ struct Job {
     ThinkInput input;
     ThinkPolicyKind policy = ThinkPolicyKind::AlwaysSlow;
     bool reasoning_control = false;
+    int reasoning_budget = -1;       // thinking tokens before the think is closed (-1: no limit; 0: at once)
+    std::string budget_message;      // written into the think before that close
     // Completion: the prompt's tokens
     std::vector<Token> prompt;
     // Chat + Completion
