@@ -43,6 +43,12 @@ struct GenerateResult {
     double seconds = 0;
 };
 
+// Softmax statistics of one distribution (temperature 1): p of the max, entropy in bits, log p of a token.
+struct SoftmaxStats {
+    float maxprob, entropy_bits, logprob_of;
+};
+SoftmaxStats softmax_stats(const float * logits, int n_vocab, Token of);
+
 // Return false to stop generation after this token.
 using TokenCallback = std::function<bool(const TokenEvent &)>;
 
@@ -56,6 +62,8 @@ public:
     virtual Token sample() = 0;
     // The logits the last sample() drew from (n_vocab floats), valid until the next eval.
     virtual const float * sampled_logits() const = 0;
+    // Their softmax statistics for the sampled token t (an engine sequence has them already: no second pass).
+    virtual SoftmaxStats sampled_stats(Token t) const;
     // Cut the sequence back to its first pos tokens; the subscribed taps are told at once.
     virtual void rewind(int pos) = 0;
     virtual int n_past() const = 0;

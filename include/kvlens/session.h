@@ -92,9 +92,5 @@ private:
 };
 
 // Softmax statistics of one logits row (numerically stable).
-struct SoftmaxStats {
-    float maxprob, entropy_bits, logprob_of;
-};
-SoftmaxStats softmax_stats(const float * logits, int n_vocab, Token of);
 
 }  // namespace kvlens

@@ -186,7 +186,7 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         const std::string piece = m.piece(t, true);
         r.output += piece;
         if (hooks_) {
-            if (hooks_->maxprob) maxprob_sum_ += softmax_stats(s_.sampled_logits(), m.facts().n_vocab, t).maxprob;
+            if (hooks_->maxprob) maxprob_sum_ += s_.sampled_stats(t).maxprob;
             if (hooks_->on_event && !hooks_->on_event(ThinkEvent{ThinkEvent::Token, piece, t, m.is_eog(t), r.generated})) {
                 r.stopped = true;
                 break;

@@ -22,6 +22,8 @@ namespace kvlens {
 
 void Sequence::append_text(const std::string & text) { eval(model().tokenize(text, false, true)); }
 
+SoftmaxStats Sequence::sampled_stats(Token t) const { return softmax_stats(sampled_logits(), model().facts().n_vocab, t); }
+
 GenerateResult Sequence::generate(int max_tokens, const TokenCallback & cb, bool stop_at_eog) {
     GenerateResult r;
     auto t0 = std::chrono::steady_clock::now();
@@ -34,7 +36,7 @@ GenerateResult Sequence::generate(int max_tokens, const TokenCallback & cb, bool
         ev.pos = n_past();
         ev.logits = sampled_logits();
         ev.n_vocab = n_vocab;
-        SoftmaxStats s = softmax_stats(ev.logits, n_vocab, t);
+        const SoftmaxStats s = sampled_stats(t);
         ev.logprob = s.logprob_of;
         ev.maxprob = s.maxprob;
         ev.entropy = s.entropy_bits;
@@ -95,6 +97,7 @@ public:
                      "): its weights are broken or overflow in this precision");
         sampled_ = ev.id;
         logits_ = ev.logits;
+        stats_ = SoftmaxStats{ev.maxprob, ev.entropy, ev.logprob};
         resume();
         if (req_.kind == Req::Sample) fail("sample() twice without evaluating the sampled token");
         return *step();
@@ -134,6 +137,10 @@ public:
     const float * sampled_logits() const override {
         if (!logits_) throw Error("no logits: nothing was sampled");
         return logits_;
+    }
+    SoftmaxStats sampled_stats(Token t) const override {
+        if (logits_ && t == sampled_) return stats_;  // the engine's, computed when it sampled t
+        return Sequence::sampled_stats(t);
     }
     void rewind(int pos) override {
         if (pos < 0 || pos > n_past_) throw Error("cannot rewind to position " + std::to_string(pos));
@@ -223,6 +230,7 @@ private:
     bool evaluated_ = false;
     Token sampled_ = -1;
     const float * logits_ = nullptr;
+    SoftmaxStats stats_{};
 };
 
 }  // namespace

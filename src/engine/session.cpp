@@ -255,20 +255,22 @@ std::vector<uint8_t> Session::state_data() const {
     return out;
 }
 
+// One pass of exp: with e_j = exp(l_j - max) and z = sum e_j, p_j = e_j / z and
+// H = -sum p_j log p_j = log z - sum e_j (l_j - max) / z (nats). Terms in float, sums in double.
 SoftmaxStats softmax_stats(const float * logits, int n, Token of) {
     float mx = logits[0];
     for (int j = 1; j < n; ++j) mx = std::max(mx, logits[j]);
-    double z = 0;
-    for (int j = 0; j < n; ++j) z += std::exp((double) logits[j] - mx);
-    double logz = std::log(z);
-    double h = 0;
+    double z = 0, zl = 0;
     for (int j = 0; j < n; ++j) {
-        double lp = (double) logits[j] - mx - logz;
-        h -= std::exp(lp) * lp;
+        const float d = logits[j] - mx;
+        const float e = std::exp(d);
+        z += e;
+        if (e > 0) zl += (double) e * d;  // e = 0 contributes nothing (and 0 * -inf would be NaN)
     }
+    const double logz = std::log(z);
     SoftmaxStats s;
     s.maxprob = (float) (1.0 / z);
-    s.entropy_bits = (float) (h / std::log(2.0));
+    s.entropy_bits = (float) ((logz - zl / z) / std::log(2.0));
     s.logprob_of = (of >= 0 && of < n) ? (float) ((double) logits[of] - mx - logz) : NAN;
     return s;
 }

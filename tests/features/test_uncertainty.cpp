@@ -82,3 +82,27 @@ TEST(UncertaintyAccumulator, AddLogits) {
     EXPECT_NEAR(*acc.perplexity(), 1 / t.maxprob, 1e-12);
     EXPECT_NEAR(*acc.perplexity_chosen(), 1 / t.maxprob, 1e-12);  // greedy: chosen = max
 }
+
+// softmax_stats (one exp pass) against the textbook two-pass formulas in double, on a Qwen-sized vocabulary with a
+// few masked (-inf) logits.
+#include <random>
+#include "kvlens/sequence.h"
+TEST(Uncertainty, SoftmaxStatsEqualsTwoPassDouble) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> g(0.f, 3.f);
+    std::vector<float> l(151936);
+    for (auto & x : l) x = g(rng);
+    l[5] = l[77] = -INFINITY;
+    const kvlens::SoftmaxStats s = kvlens::softmax_stats(l.data(), (int) l.size(), 1234);
+    double mx = -INFINITY, z = 0, h = 0;
+    for (float x : l) mx = std::max(mx, (double) x);
+    for (float x : l) z += std::exp(x - mx);
+    for (float x : l) {
+        const double p = std::exp(x - mx) / z;
+        if (p > 0) h -= p * std::log(p);
+    }
+    EXPECT_NEAR(s.maxprob, 1.0 / z, 1e-6 / z);
+    EXPECT_NEAR(s.entropy_bits, h / std::log(2.0), 1e-5);
+    EXPECT_NEAR(s.logprob_of, l[1234] - mx - std::log(z), 1e-5);
+    EXPECT_TRUE(std::isnan(kvlens::softmax_stats(l.data(), (int) l.size(), -1).logprob_of));
+}
