@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build demo test test-asan test-asan-run bench reasoner clean
+.PHONY: deps build demo test test-asan test-asan-run bench reasoner clean fuzz fuzz-ci
 
 deps:
 	@bash scripts/deps.sh
@@ -44,4 +44,14 @@ reasoner: build
 	@bash scripts/train-reasoner.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+
+# libFuzzer targets (tests/fuzz, docs/RELIABILITY.md "Fuzzing"): clang, kvlens's parsers under ASan + UBSan in
+# build-fuzz, llama.cpp's libraries reused from $(BUILD). `make fuzz` builds them; `make fuzz-ci` runs each for
+# FUZZ_SECS (30) seconds on its seed corpus and fails on any crash. One target: scripts/fuzz.sh TARGET SECONDS.
+FUZZ_SECS ?= 30
+fuzz: build
+	@FUZZ_BUILD=$(abspath build-fuzz) KVLENS_LLAMA_PREBUILT=$(abspath $(BUILD)) JOBS=$(JOBS) bash scripts/fuzz.sh all 0 -runs=0
+
+fuzz-ci: build
+	@FUZZ_BUILD=$(abspath build-fuzz) KVLENS_LLAMA_PREBUILT=$(abspath $(BUILD)) JOBS=$(JOBS) bash scripts/fuzz.sh all $(FUZZ_SECS)

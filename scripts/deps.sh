@@ -8,7 +8,8 @@ PIN_COMMIT="80fb11ac73e66d89eae2c6a91d8a77428fa733ed"
 LLAMA_DIR="${KVLENS_LLAMA_DIR:-$ROOT/third_party/llama.cpp}"
 
 PKGS=(build-essential cmake ninja-build git ca-certificates nlohmann-json3-dev libcli11-dev
-      libcpp-httplib-dev liblinear-dev libgtest-dev libgmock-dev libbenchmark-dev)
+      libcpp-httplib-dev liblinear-dev libgtest-dev libgmock-dev libbenchmark-dev
+      clang libclang-rt-14-dev)  # clang + its compiler-rt (libFuzzer, sanitizers): make fuzz
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,11 @@ namespace kvlens {
 
 using Token = int32_t;
 
+// The checks kvlens makes before llama.cpp sees a model file (Model's constructor runs them): it exists, is not a
+// folder or empty, has the GGUF magic, a header gguf can read, a general.architecture string, every tensor's data
+// inside the file, and is not a recurrent architecture. Returns the architecture; kvlens::Error otherwise.
+std::string validate_gguf(const std::string & path);
+
 struct ModelParams {
     std::string path;
     int  n_gpu_layers = 0;      // -ngl

@@ -1,4 +1,5 @@
 // KvClassifier GGUF I/O: weights as f32 tensors, settings and the LLM's fingerprint as metadata.
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -106,6 +107,23 @@ KvClassifier KvClassifier::load(const std::string & path) {
         char magic[4] = {};
         f.read(magic, 4);
         if (std::memcmp(magic, "GGUF", 4) != 0) throw Error(path + ": not a GGUF file");
+    }
+    {  // header only first: tensor data that cannot fit the file would make gguf allocate its size (a crafted
+       // file: petabytes, and ggml aborts) before it finds the file too short (found by tests/fuzz/fuzz_classifier)
+        gguf_init_params hp = {true, nullptr};
+        gguf_context * h = gguf_init_from_file(path.c_str(), hp);
+        if (!h) throw Error(path + ": unreadable GGUF");
+        size_t end = gguf_get_data_offset(h);
+        bool overflow = false;
+        for (int64_t i = 0; i < gguf_get_n_tensors(h); ++i) {
+            const size_t off = gguf_get_tensor_offset(h, i), sz = gguf_get_tensor_size(h, i);
+            const size_t e = gguf_get_data_offset(h) + off + sz;
+            if (e < off || e < sz) overflow = true;
+            end = std::max(end, e);
+        }
+        gguf_free(h);
+        std::ifstream f(path, std::ios::binary | std::ios::ate);
+        if (overflow || end > (size_t) f.tellg()) throw Error(path + ": classifier file is truncated or corrupt");
     }
     ggml_context * ctx = nullptr;
     gguf_init_params ip = {false, &ctx};

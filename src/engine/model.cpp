@@ -23,6 +23,8 @@ bool arch_is_recurrent(const std::string & a) {
     return false;
 }
 
+}  // namespace
+
 // Checks header, metadata and that every tensor's data lies inside the file. Returns the architecture.
 std::string validate_gguf(const std::string & path) {
     struct stat st{};
@@ -57,6 +59,8 @@ std::string validate_gguf(const std::string & path) {
         throw Error("architecture '" + arch + "' keeps a recurrent state, not a KV cache: kvlens needs a KV-cache decoder");
     return arch;
 }
+
+namespace {
 
 int meta_int(llama_model * m, const std::string & key, int dflt) {
     char buf[64];

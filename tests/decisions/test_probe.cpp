@@ -228,3 +228,35 @@ TEST(Probe, ClassifierKeyOfTheWrongTypeIsAnError) {
     }
     EXPECT_GE(n_keys, 15);
 }
+
+// A crafted classifier GGUF whose tensor claims more data than any file holds: gguf would allocate it (ggml
+// aborts on the failed allocation) before finding the file short. Found by tests/fuzz/fuzz_classifier.
+TEST(Probe, ClassifierWithTensorDataPastTheFileIsAnError) {
+    test::TempDir d;
+    auto u32 = [](std::string & b, uint32_t v) { b.append(reinterpret_cast<const char *>(&v), 4); };
+    auto u64 = [](std::string & b, uint64_t v) { b.append(reinterpret_cast<const char *>(&v), 8); };
+    auto str = [&](std::string & b, const std::string & s) { u64(b, s.size()); b += s; };
+    std::string b = "GGUF";
+    u32(b, 3);
+    u64(b, 1);  // tensors
+    u64(b, 1);  // keys
+    str(b, "general.architecture");
+    u32(b, 8);  // string
+    str(b, "kvlens-probe");
+    str(b, "w1");
+    u32(b, 2);                 // dims
+    u64(b, uint64_t(1) << 30);  // 2^30 x 2^20 f32: 4 PiB
+    u64(b, uint64_t(1) << 20);
+    u32(b, 0);  // f32
+    u64(b, 0);  // offset
+    b.append((32 - b.size() % 32) % 32, '\0');
+    b.append(64, '\0');
+    const std::string path = d.path + "/huge.gguf";
+    std::ofstream(path, std::ios::binary) << b;
+    try {
+        KvClassifier::load(path);
+        ADD_FAILURE() << "loaded a classifier whose tensor is larger than its file";
+    } catch (const Error & e) {
+        EXPECT_NE(std::string(e.what()).find("truncated or corrupt"), std::string::npos) << e.what();
+    }
+}

@@ -1,0 +1,32 @@
+// List parsers of flags: layer selections (parse_layers, src/tap/layers.cpp), level lists (arith_parse_levels),
+// and the pooling / source names (parse_kv_part, ...). Input: byte 0 = the model's layer count, the rest the spec.
+#include <cstdint>
+
+#include "kvlens/arith.h"
+#include "kvlens/error.h"
+#include "kvlens/pooling.h"
+#include "kvlens/tap.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
+    using namespace kvlens;
+    if (size < 1) return 0;
+    const int n_layer = data[0];
+    const std::string spec(reinterpret_cast<const char *>(data + 1), size - 1);
+    try {
+        std::vector<int> l = parse_layers(spec, n_layer);
+        for (size_t i = 0; i < l.size(); ++i)  // the documented result: ascending, unique, in range
+            if (l[i] < 0 || l[i] >= n_layer || (i && l[i] <= l[i - 1])) std::abort();
+    } catch (const Error &) {
+    }
+    try {
+        (void) arith_parse_levels(spec);
+    } catch (const Error &) {
+    }
+    try { (void) parse_kv_part(spec); } catch (const Error &) {}
+    try { (void) parse_pos_agg(spec); } catch (const Error &) {}
+    try { (void) parse_head_agg(spec); } catch (const Error &) {}
+    try { (void) parse_layer_agg(spec); } catch (const Error &) {}
+    try { (void) parse_normalize(spec); } catch (const Error &) {}
+    try { (void) parse_source(spec); } catch (const Error &) {}
+    return 0;
+}
