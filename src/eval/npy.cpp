@@ -48,8 +48,16 @@ std::vector<float> read_npy(const std::string & path, std::vector<size_t> & shap
         f.read((char *) b, 2);
         hl = (unsigned char) magic[8] | ((unsigned char) magic[9] << 8) | (b[0] << 16) | (b[1] << 24);
     }
+    // sizes come from the file: check them against its length before allocating anything
+    const std::streampos here = f.tellg();
+    f.seekg(0, std::ios::end);
+    const size_t file_size = (size_t) f.tellg();
+    f.seekg(here);
+    if (!f || hl > file_size - (size_t) here) throw Error(path + ": truncated .npy header");
     std::string header(hl, ' ');
     f.read(header.data(), (std::streamsize) hl);
+    if (!f) throw Error(path + ": truncated .npy header");
+    const size_t data_bytes = file_size - (size_t) f.tellg();
     if (header.find("'<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos) {
         throw Error(path + ": only little-endian float32 C-order arrays are supported");
     }
@@ -64,11 +72,14 @@ std::vector<float> read_npy(const std::string & path, std::vector<size_t> & shap
         if (p >= dims.size()) break;
         size_t q = p;
         while (q < dims.size() && dims[q] >= '0' && dims[q] <= '9') ++q;
-        if (q == p) throw Error(path + ": bad .npy shape");
+        if (q == p || q - p > 15) throw Error(path + ": bad .npy shape");
         shape.push_back(std::stoull(dims.substr(p, q - p)));
+        if (shape.back() != 0 && n > data_bytes / sizeof(float) / shape.back())
+            throw Error(path + ": the .npy shape holds more values than the file");
         n *= shape.back();
         p = q;
     }
+    if (n * sizeof(float) > data_bytes) throw Error(path + ": truncated .npy");
     std::vector<float> data(n);
     if (!f.read((char *) data.data(), (std::streamsize) (n * sizeof(float)))) throw Error(path + ": truncated .npy");
     return data;

@@ -248,3 +248,24 @@ TEST(Npy, RoundTrip) {
     EXPECT_EQ(shape, (std::vector<size_t>{15}));
     std::remove(path.c_str());
 }
+
+// Sizes read from the file are checked against its length before anything is allocated (found by fuzz_npy: a
+// version-2 header length of ~4 GB, and shapes asking for more values than the file holds).
+TEST(Npy, SizesBeyondTheFileAreErrors) {
+    const std::string path = ::testing::TempDir() + "kvlens_test_bad.npy";
+    auto write = [&](const std::string & bytes) {
+        FILE * f = std::fopen(path.c_str(), "wb");
+        std::fwrite(bytes.data(), 1, bytes.size(), f);
+        std::fclose(f);
+    };
+    std::vector<size_t> shape;
+    write(std::string("\x93NUMPY\x02\x00\xff\xff\xff\xff", 12) + "{'descr': '<f4'}");
+    EXPECT_THROW(read_npy(path, shape), Error);
+    const std::string head = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 1000000), }";
+    write(std::string("\x93NUMPY\x01\x00", 8) + char(head.size()) + char(0) + head + std::string(16, '\0'));
+    EXPECT_THROW(read_npy(path, shape), Error);
+    const std::string h2 = "{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }";
+    write(std::string("\x93NUMPY\x01\x00", 8) + char(h2.size()) + char(0) + h2 + std::string(16, '\0'));  // 4 of 5 floats
+    EXPECT_THROW(read_npy(path, shape), Error);
+    std::remove(path.c_str());
+}
