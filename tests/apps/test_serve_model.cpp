@@ -110,6 +110,16 @@ ServerProc & main_server() {
 
 std::string question(int level, uint64_t seed) { return arith_generate(level, seed | kArithEvalSeedBit).question; }
 
+// /metrics shows `line` within 10 s (polled every 100 ms).
+bool metrics_show(const ServerProc & s, const std::string & line) {
+    for (int i = 0; i < 100; ++i) {
+        auto m = s.client(false).Get("/metrics");
+        if (m && m->body.find(line) != std::string::npos) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+}
+
 json chat_body(const std::string & q, json extra = json::object()) {
     json b = {{"model", "kvlens-reasoner.gguf"}, {"messages", {{{"role", "user"}, {"content", q}}}}};
     b.update(extra);
@@ -542,13 +552,7 @@ TEST(ServeModel, ControlDisconnectQueueAndSigterm) {
         Streamed st = stream(c, chat_body(q, {{"thinking", "slow"}, {"stream", true}}),
                              [](const json &, Streamed & st) { return st.chunks < 3; });
         EXPECT_FALSE(st.done);
-        bool cancelled = false;
-        for (int i = 0; i < 100 && !cancelled; ++i) {  // <= 10 s
-            auto m = s.client(false).Get("/metrics");
-            cancelled = m && m->body.find("kvlens_cancelled_total 1") != std::string::npos;
-            if (!cancelled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        EXPECT_TRUE(cancelled);
+        EXPECT_TRUE(metrics_show(s, "kvlens_cancelled_total 1"));
         json ok = post_when_free(c, "/v1/chat/completions", chat_body("1+1", {{"max_tokens", 2}, {"thinking", "slow"}}));
         EXPECT_EQ(ok["usage"]["completion_tokens"], 2);
     }
@@ -676,13 +680,7 @@ TEST(ServeModel, EightSlotsAnswerAsAlone) {
         EXPECT_EQ(out[w].content, solo[2 * w + 1]["message"]["content"].get<std::string>()) << w;
         EXPECT_EQ(out[w].last["usage"], solo[2 * w + 1]["usage"]) << w;
     }
-    bool cancelled = false;
-    for (int i = 0; i < 100 && !cancelled; ++i) {  // <= 10 s
-        auto mm = s.client(false).Get("/metrics");
-        cancelled = mm && mm->body.find("kvlens_cancelled_total 1") != std::string::npos;
-        if (!cancelled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    EXPECT_TRUE(cancelled);
+    EXPECT_TRUE(metrics_show(s, "kvlens_cancelled_total 1"));
     EXPECT_EQ(s.stop(), 0) << s.log_text();
 }
 

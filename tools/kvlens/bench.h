@@ -2,9 +2,12 @@
 // Every benchmark reports ratios to a baseline measured in the same run (never absolute targets in tests).
 #pragma once
 #include <algorithm>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "command.h"
+#include "kvlens/error.h"
 
 #define KVLENS_HAVE_BENCH_REGISTRY 1
 
@@ -20,6 +23,24 @@ struct BenchRegistrar {
 inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// A comma-separated list of positive integers (--npl 1,2,4, --clients 1,4,8); one error line names the flag.
+inline std::vector<int> parse_ints(const std::string & s, const char * flag) {
+    std::vector<int> v;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');) {
+        try {
+            size_t used = 0;
+            int i = std::stoi(x, &used);
+            if (used != x.size() || i < 1) throw std::invalid_argument(x);
+            v.push_back(i);
+        } catch (const std::exception &) {
+            throw Error(std::string(flag) + ": '" + x + "' is not a positive integer");
+        }
+    }
+    if (v.empty()) throw Error(std::string(flag) + ": empty list");
+    return v;
 }
 
 #define KVLENS_BENCH(name, help, fn) \

@@ -42,23 +42,6 @@ struct BenchJob : SeqJob {
     }
 };
 
-std::vector<int> parse_ints(const std::string & s, const char * flag) {
-    std::vector<int> v;
-    std::stringstream ss(s);
-    for (std::string x; std::getline(ss, x, ',');) {
-        try {
-            size_t used = 0;
-            int i = std::stoi(x, &used);
-            if (used != x.size() || i < 1) throw std::invalid_argument(x);
-            v.push_back(i);
-        } catch (const std::exception &) {
-            throw Error(std::string(flag) + ": '" + x + "' is not a positive integer");
-        }
-    }
-    if (v.empty()) throw Error(std::string(flag) + ": empty list");
-    return v;
-}
-
 // Decode tokens/s of B sequences: B*(tg-1) tokens over the time after every sequence sampled its first token.
 double run_engine(std::shared_ptr<Model> m, const SessionParams & sp, const TapSpec & tap, int B, int pp, int tg, Sink & sink) {
     EngineParams ep;
@@ -109,7 +92,7 @@ static int bench_batch(int argc, char ** argv) {
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (!json_out.empty()) check_writable(json_out);
     if (pp < 1 || tg < 2 || reps < 1) throw Error("--npp and --reps must be >= 1, --ntg >= 2");
-    const std::vector<int> B = parse_ints(nps, "--npl");
+    const std::vector<int> B = cli::parse_ints(nps, "--npl");
     if (a.model.path.empty()) {
         a.model.path = cached_shape_model(shape, wtype, vocab, cache_dir);
     }

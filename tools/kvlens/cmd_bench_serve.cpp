@@ -217,16 +217,7 @@ static int bench_serve(int argc, char ** argv) {
     if (!json_out.empty()) check_writable(json_out);
     if (requests < 1 || max_tokens < 1 || soak < 0 || n_parallel < 1 || reps < 1)
         throw Error("--requests, --max-tokens, --reps and -np must be >= 1, --soak >= 0");
-    std::vector<int> clients;
-    {
-        std::stringstream ss(clients_s);
-        for (std::string x; std::getline(ss, x, ',');) {
-            const int c = std::atoi(x.c_str());
-            if (c < 1 || std::to_string(c) != x) throw Error("--clients: '" + x + "' is not a positive integer");
-            clients.push_back(c);
-        }
-        if (clients.empty()) throw Error("--clients: empty list");
-    }
+    const std::vector<int> clients = cli::parse_ints(clients_s, "--clients");
     if (!llama_server.empty() && !std::filesystem::exists(llama_server))
         throw Error("no llama-server at " + llama_server + ": build it with scripts/build-llama-server.sh, or pass --llama-server ''");
     if (!shape.empty()) a.model.path = cached_shape_model(shape, wtype, vocab, cache_dir);
