@@ -11,6 +11,7 @@
 #include "args.h"
 #include "command.h"
 #include "run_signature.h"
+#include "shard.h"
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
@@ -69,7 +70,10 @@ int cmd_prep(int argc, char ** argv) {
     app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
     int n_parallel = 1;
     cli::add_parallel_flag(app, n_parallel);
+    std::string shard_spec;
+    cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    const cli::Shard shard = shard_spec.empty() ? cli::Shard{} : cli::parse_shard(shard_spec);
     pp.raw = !no_raw;
     pp.verbose_prompt = pa.verbose_prompt;
     pp.max_cuts = max_cuts;
@@ -77,6 +81,7 @@ int cmd_prep(int argc, char ** argv) {
     check_writable(out);  // before loading anything
     WindowConfig wc = window_from(wk);
     auto items = cli::load_problem_set(ps, false);
+    shard.check_items(items.size());
 
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
@@ -90,6 +95,12 @@ int cmd_prep(int argc, char ** argv) {
                    {"fast_cap", pp.fast_cap},
                    {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"cut_every", pp.cut_every},
                    {"max_cuts", max_cuts}, {"raw", pp.raw}}}};
+    if (shard.on()) {  // the shard, the whole set's length and the data's hash: merge checks and removes them
+        std::vector<std::string> parts;
+        for (auto & it : items)
+            parts.push_back(it.row.id + "\x1e" + it.row.prompt + "\x1e" + it.row.reference + "\x1e" + std::to_string(it.level));
+        meta["meta"]["shard"] = {{"i", shard.i}, {"n", shard.n}, {"items", items.size()}, {"data", cli::items_hash(parts)}};
+    }
     // resume: check the settings, skip the ids already written
     std::set<std::string> done;
     bool have_meta = false;
@@ -131,8 +142,10 @@ int cmd_prep(int argc, char ** argv) {
     const EngineParams ep = cli::engine_params(a, f, n_parallel);
     std::vector<int> todo;  // indices of the problems not in -o yet
     for (int i = 0; i < (int) items.size(); ++i)
-        if (!done.count(items[i].row.id)) todo.push_back(i);
-    const int n_total = (int) items.size(), n_skip = n_total - (int) todo.size();
+        if (!done.count(items[i].row.id) && shard.owns(i)) todo.push_back(i);
+    int n_total = 0;  // this run's problems (a shard's own)
+    for (int i = 0; i < (int) items.size(); ++i) n_total += shard.owns(i) ? 1 : 0;
+    const int n_skip = n_total - (int) todo.size();
     std::vector<PrepRecord> recs(todo.size());
     auto program = [&](int k, Sequence & s) {
         const ThinkItem & it = items[todo[k]];
@@ -158,6 +171,7 @@ int cmd_prep(int argc, char ** argv) {
         for (auto & c : r.switches)
             sw.push_back({{"at", c.at}, {"correct", c.correct}, {"n", c.answer_tokens}, {"cap", c.hit_cap}, {"x", c.x}});
         j["switch"] = sw;
+        shard.tag(j, todo[k]);
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         o.flush();
         if (!o) throw Error("write failed: " + out + " (disk full?)");
