@@ -1,11 +1,15 @@
 // List parsers of flags: layer selections (parse_layers, src/tap/layers.cpp), level lists (arith_parse_levels),
-// and the pooling / source names (parse_kv_part, ...). Input: byte 0 = the model's layer count, the rest the spec.
+// the pooling / source names (parse_kv_part, ...), and the CLI's number lists (cli::parse_numbers, parse_ints:
+// --give-up, --sweep-tau, --npl, --clients). Input: byte 0 = the model's layer count, the rest the spec.
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kvlens/arith.h"
 #include "kvlens/error.h"
 #include "kvlens/pooling.h"
 #include "kvlens/tap.h"
+#include "validate.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     using namespace kvlens;
@@ -28,5 +32,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     try { (void) parse_layer_agg(spec); } catch (const Error &) {}
     try { (void) parse_normalize(spec); } catch (const Error &) {}
     try { (void) parse_source(spec); } catch (const Error &) {}
+    try {
+        for (double d : cli::parse_numbers(spec, "--give-up"))
+            if (!std::isfinite(d)) std::abort();  // the documented result: finite numbers only
+    } catch (const Error &) {
+    }
+    try {
+        for (int i : cli::parse_ints(spec, "--npl"))
+            if (i < 1) std::abort();
+    } catch (const Error &) {
+    }
     return 0;
 }

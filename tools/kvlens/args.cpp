@@ -60,19 +60,6 @@ std::shared_ptr<Model> load_model(const CommonArgs & a) {
     return Model::load(a.model);
 }
 
-bool valid_utf8(const std::string & s) {
-    size_t i = 0, n = s.size();
-    while (i < n) {
-        unsigned char c = s[i];
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > n) return false;
-        for (int k = 1; k < len; ++k) if (((unsigned char) s[i + k] >> 6) != 2) return false;
-        if (len == 2 && c < 0xC2) return false;
-        i += len;
-    }
-    return true;
-}
-
 std::string read_prompt(const std::string & prompt, const std::string & file) {
     std::string text = prompt;
     if (!file.empty()) {

@@ -12,6 +12,7 @@
 #include "kvlens/prompt.h"
 #include "kvlens/session.h"
 #include "kvlens/think.h"
+#include "validate.h"  // valid_utf8, list parsers
 
 namespace kvlens::cli {
 
@@ -74,6 +75,5 @@ std::shared_ptr<Model> load_model(const CommonArgs & a);
 
 // Text from -p or -f (a file); checks it is non-empty valid UTF-8.
 std::string read_prompt(const std::string & prompt, const std::string & file);
-bool valid_utf8(const std::string & s);
 
 }  // namespace kvlens::cli

@@ -1,6 +1,7 @@
 // `kvlens bench <name>`: benchmarks register themselves like commands, in a second registry.
 // Every benchmark reports ratios to a baseline measured in the same run (never absolute targets in tests).
 #pragma once
+#include "validate.h"  // parse_ints
 #include <algorithm>
 #include <sstream>
 #include <string>
@@ -23,24 +24,6 @@ struct BenchRegistrar {
 inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// A comma-separated list of positive integers (--npl 1,2,4, --clients 1,4,8); one error line names the flag.
-inline std::vector<int> parse_ints(const std::string & s, const char * flag) {
-    std::vector<int> v;
-    std::stringstream ss(s);
-    for (std::string x; std::getline(ss, x, ',');) {
-        try {
-            size_t used = 0;
-            int i = std::stoi(x, &used);
-            if (used != x.size() || i < 1) throw std::invalid_argument(x);
-            v.push_back(i);
-        } catch (const std::exception &) {
-            throw Error(std::string(flag) + ": '" + x + "' is not a positive integer");
-        }
-    }
-    if (v.empty()) throw Error(std::string(flag) + ": empty list");
-    return v;
 }
 
 #define KVLENS_BENCH(name, help, fn) \

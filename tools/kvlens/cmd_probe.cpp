@@ -16,6 +16,7 @@
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/hash.h"
+#include "kvlens/probe_records.h"
 #include "kvlens/sequence.h"
 #include "kvlens/think.h"
 
@@ -190,12 +191,6 @@ int cmd_prep(int argc, char ** argv) {
     return 0;
 }
 
-struct Example {
-    std::vector<float> x;
-    float y;
-    int group;
-};
-
 int cmd_train(int argc, char ** argv) {
     CLI::App app{"train the KVClassifier on probe prep output", "kvlens probe train"};
     std::vector<std::string> data;
@@ -221,47 +216,19 @@ int cmd_train(int argc, char ** argv) {
     if (variant != "chat" && variant != "raw" && variant != "both") throw Error("--variant: chat, raw or both");
     check_writable(out);  // before reading and training, not after
 
-    json meta;
-    std::vector<Example> ex;
-    std::map<int, int> hist;
-    int group = 0;
+    PrepReadOptions ro;
+    ro.variant = variant, ro.switch_aware = switch_aware, ro.short_cutoff = short_cutoff;
+    PrepData pd;
     for (const std::string & path : data) {
         std::ifstream in(path);
         if (!in) throw Error("cannot read " + path);
-        std::string line;
-        int ln = 0;
-        json m;
-        while (std::getline(in, line)) {
-            ++ln;
-            if (line.empty()) continue;
-            json j = json::parse(line, nullptr, false);
-            if (j.is_discarded()) continue;
-            if (j.contains("meta")) {
-                m = j["meta"];
-                if (!meta.is_null() && (m["model"] != meta["model"] || m["window"] != meta["window"]))
-                    throw Error(path + ": written for another model or window than the first file");
-                meta = m;
-                continue;
-            }
-            if (m.is_null()) throw Error(path + ": no meta line (not probe prep output)");
-            const int cut = short_cutoff >= 0 ? short_cutoff : m["fast_cap"].get<int>() / 2;
-            const int lab = paper_label(j["fast"]["correct"], j["fast"]["n"].get<int>(), j["slow"]["correct"], cut);
-            ++group;
-            auto push = [&](const json & x, float y) {
-                if (x.empty()) throw Error(path + ":" + std::to_string(ln) + ": no features (prep ran with --no-raw?)");
-                ex.push_back({x.get<std::vector<float>>(), y, group});
-                ++hist[(int) y];
-            };
-            if (variant != "raw") push(j["x_chat"], (float) lab);
-            if (variant != "chat") push(j["x_raw"], (float) lab);
-            if (switch_aware)
-                for (auto & c : j["switch"]) push(c["x"], c["correct"].get<bool>() ? 0.0f : 100.0f);
-        }
+        read_prep_records(in, path, ro, pd);
     }
-    if (ex.empty()) throw Error("no training examples");
-    std::fprintf(stderr, "probe train: %zu rows from %d questions; labels:", ex.size(), group);
-    for (auto & [l, n] : hist) std::fprintf(stderr, " %d:%d", l, n);
+    if (pd.ex.empty()) throw Error("no training examples");
+    std::fprintf(stderr, "probe train: %zu rows from %d questions; labels:", pd.ex.size(), pd.groups);
+    for (auto & [l, n] : pd.labels) std::fprintf(stderr, " %d:%d", l, n);
     std::fprintf(stderr, "\n");
+    const json & meta = pd.meta;
 
     ProbeMeta pm;
     pm.model.arch = meta["model"]["arch"];
@@ -270,19 +237,21 @@ int cmd_train(int argc, char ** argv) {
     pm.model.head_dim = meta["model"]["head_dim"];
     pm.window = WindowConfig::parse(meta["window"].get<std::string>());
     if (meta.contains("cache") && meta["cache"].is_object()) {
-        pm.cache_type_k = meta["cache"].value("type_k", "");
-        pm.cache_type_v = meta["cache"].value("type_v", "");
-        pm.flash_attn = meta["cache"].value("flash_attn", "");
+        auto text = [&](const char * k) {
+            const json & c = meta["cache"];
+            return c.contains(k) && c[k].is_string() ? c[k].get<std::string>() : std::string();
+        };
+        pm.cache_type_k = text("type_k"), pm.cache_type_v = text("type_v"), pm.flash_attn = text("flash_attn");
     }
     if (meta.contains("prompt_format") && meta["prompt_format"].is_string()) pm.prompt = meta["prompt_format"];
     pm.variant = variant == "raw" ? "raw" : "chat";
     pm.label_scheme = switch_aware ? "paper+switch" : "paper";
     pm.switch_aware = switch_aware;
-    pm.short_cutoff = short_cutoff >= 0 ? short_cutoff : meta["fast_cap"].get<int>() / 2;
+    pm.short_cutoff = prep_short_cutoff(meta, ro);
     std::vector<std::vector<float>> X;
     std::vector<float> y;
     std::vector<int> g;
-    for (auto & e : ex) {
+    for (auto & e : pd.ex) {
         X.push_back(std::move(e.x));
         y.push_back(e.y);
         g.push_back(e.group);

@@ -19,6 +19,7 @@
 #include "kvlens/error.h"
 #include "kvlens/think.h"
 #include "serve_engine.h"
+#include "serve_request.h"
 #include "serve_text.h"
 
 using namespace kvlens;
@@ -48,84 +49,6 @@ std::string b64(const void * data, size_t n) {
     return out;
 }
 
-// ---- request parsing (everything is checked here, before the model sees it) --------------------------
-
-const json * field(const json & b, const char * k) {
-    auto it = b.find(k);
-    return it == b.end() || it->is_null() ? nullptr : &*it;
-}
-template <class P, class F>
-void typed(const json & b, const char * k, P && ok, F && set, const char * what) {
-    if (const json * v = field(b, k)) {
-        if (!ok(*v)) throw bad_request(std::string("'") + k + "' must be " + what);
-        set(*v);
-    }
-}
-bool is_bool(const json & v) { return v.is_boolean(); }
-bool is_str(const json & v) { return v.is_string(); }
-bool is_int(const json & v) { return v.is_number_integer() || v.is_number_unsigned(); }
-
-void parse_sampling(const json & b, Job & job, const SamplingParams & def) {
-    job.sampling = def;
-    if (const json * v = field(b, "temperature")) {
-        if (!v->is_number() || v->get<double>() < 0) throw bad_request("'temperature' must be a number >= 0");
-        job.sampling.temp = v->get<float>();
-    }
-    if (const json * v = field(b, "top_p")) {
-        if (!v->is_number() || v->get<double>() < 0 || v->get<double>() > 1) throw bad_request("'top_p' must be a number in [0, 1]");
-        job.sampling.top_p = v->get<float>();
-    }
-    if (const json * v = field(b, "top_k")) {
-        if (!is_int(*v) || v->get<long long>() < 0) throw bad_request("'top_k' must be an integer >= 0");
-        job.sampling.top_k = (int) v->get<long long>();
-    }
-    if (const json * v = field(b, "seed")) {
-        if (!is_int(*v)) throw bad_request("'seed' must be an integer");
-        job.sampling.seed = (uint32_t) v->get<long long>();
-    }
-    for (const char * k : {"max_tokens", "max_completion_tokens", "n_predict"}) {
-        if (const json * v = field(b, k)) {
-            if (!is_int(*v) || v->get<long long>() < -1 || v->get<long long>() == 0 || v->get<long long>() > (1 << 30))
-                throw bad_request(std::string("'") + k + "' must be a positive integer");
-            job.max_tokens = (int) v->get<long long>();
-        }
-    }
-    if (const json * v = field(b, "stop")) {
-        if (v->is_string()) job.stop = {v->get<std::string>()};
-        else if (v->is_array()) {
-            for (auto & s : *v) {
-                if (!s.is_string()) throw bad_request("'stop' must be a string or an array of strings");
-                job.stop.push_back(s.get<std::string>());
-            }
-        } else {
-            throw bad_request("'stop' must be a string or an array of strings");
-        }
-    }
-    if (const json * v = field(b, "n")) {
-        if (!is_int(*v) || v->get<long long>() != 1) throw bad_request("only n = 1 is supported");
-    }
-}
-
-bool parse_stream(const json & b) {
-    bool s = false;
-    typed(b, "stream", is_bool, [&](const json & v) { s = v.get<bool>(); }, "a boolean");
-    return s;
-}
-
-std::string message_text(const json & c) {
-    if (c.is_string()) return c.get<std::string>();
-    if (c.is_array()) {  // content parts: only text
-        std::string t;
-        for (auto & p : c) {
-            if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
-                throw bad_request("message content parts: only {\"type\": \"text\", \"text\": ...} is supported");
-            t += p["text"].get<std::string>();
-        }
-        return t;
-    }
-    throw bad_request("message 'content' must be a string or an array of text parts");
-}
-
 // ---- the server -------------------------------------------------------------------------------------
 
 std::atomic<int> g_signal{0};
@@ -153,100 +76,22 @@ struct Server {
         return b;
     }
 
-    void check_model_name(const json & b) {
-        if (const json * v = field(b, "model")) {
-            if (!v->is_string()) throw bad_request("'model' must be a string");
-            const std::string m = v->get<std::string>();
-            if (m != alias && m != model_path && m != std::filesystem::path(model_path).filename().string())
-                throw ApiError(404, "not_found_error", "model '" + m + "' not found (this server serves '" + alias + "')");
-        }
-    }
-
-    static json parse_body(const httplib::Request & req) {
-        json b;
-        try {
-            b = json::parse(req.body);
-        } catch (const std::exception & e) {
-            throw bad_request(std::string("invalid JSON: ") + e.what());
-        }
-        if (!b.is_object()) throw bad_request("the request body must be a JSON object");
-        return b;
-    }
-
     void reply_error(httplib::Response & res, int status, const std::string & type, const std::string & msg) {
         res.status = status;
         res.set_content(error_body(status, type, msg).dump(), "application/json");
     }
 
-    // Thinking per request: "thinking" adaptive|fast|slow, or the spellings clients send llama-server:
-    // chat_template_kwargs.enable_thinking false (fast) / true (slow), reasoning_effort "none" (fast).
-    // Default: adaptive with a classifier, else slow.
-    ThinkPolicyKind parse_thinking(const json & b) {
-        std::optional<ThinkPolicyKind> k;
-        if (const json * v = field(b, "chat_template_kwargs")) {
-            if (!v->is_object()) throw bad_request("'chat_template_kwargs' must be an object");
-            if (const json * e = field(*v, "enable_thinking")) {
-                if (!e->is_boolean()) throw bad_request("'chat_template_kwargs.enable_thinking' must be a boolean");
-                k = e->get<bool>() ? ThinkPolicyKind::AlwaysSlow : ThinkPolicyKind::AlwaysFast;
-            }
-        }
-        if (const json * v = field(b, "reasoning_effort")) {
-            if (!v->is_string()) throw bad_request("'reasoning_effort' must be a string");
-            if (v->get<std::string>() == "none") k = ThinkPolicyKind::AlwaysFast;
-        }
-        if (const json * v = field(b, "thinking")) {
-            const std::string t = v->is_string() ? v->get<std::string>() : "";
-            if (t == "adaptive") {
-                if (!cfg.clf) throw bad_request("'thinking': 'adaptive' needs a server started with --classifier");
-                k = ThinkPolicyKind::Classifier;
-            } else if (t == "fast") {
-                k = ThinkPolicyKind::AlwaysFast;
-            } else if (t == "slow") {
-                k = ThinkPolicyKind::AlwaysSlow;
-            } else {
-                throw bad_request("'thinking' must be \"adaptive\", \"fast\" or \"slow\"");
-            }
-        }
-        if (k) return *k;
-        return cfg.clf ? ThinkPolicyKind::Classifier : ThinkPolicyKind::AlwaysSlow;
+    RequestRules rules() const {
+        RequestRules r;
+        r.alias = alias, r.model_path = model_path, r.sampling = cfg.sampling, r.classifier = cfg.clf != nullptr;
+        r.reasoning_budget = cfg_budget, r.budget_message = cfg_budget_message;
+        return r;
     }
 
+    // A chat request: parsed (serve_request.cpp), then rendered and checked against the context.
     std::shared_ptr<Job> parse_chat(const json & b) {
-        check_model_name(b);
         auto job = std::make_shared<Job>();
-        job->kind = Job::Chat;
-        const json * msgs = field(b, "messages");
-        if (!msgs || !msgs->is_array() || msgs->empty()) throw bad_request("'messages' must be a non-empty array");
-        std::vector<ChatMessage> ms;
-        for (auto & m : *msgs) {
-            if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-                throw bad_request("each message must be an object with a string 'role'");
-            ChatMessage cm;
-            cm.role = m["role"].get<std::string>();
-            if (cm.role == "developer") cm.role = "system";
-            if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
-                throw bad_request("message role '" + cm.role + "' is not supported (system, user, assistant)");
-            cm.content = m.contains("content") && !m["content"].is_null() ? message_text(m["content"]) : "";
-            if (!cli::valid_utf8(cm.content)) throw bad_request("message content is not valid UTF-8");
-            ms.push_back(cm);
-        }
-        if (ms.back().role != "user") throw bad_request("the last message must be the user's");
-        if (ms.back().content.find_first_not_of(" \t\r\n") == std::string::npos) throw bad_request("the last user message is empty");
-        parse_sampling(b, *job, cfg.sampling);
-        job->policy = parse_thinking(b);
-        typed(b, "reasoning_control", is_bool, [&](const json & v) { job->reasoning_control = v.get<bool>(); },
-              "a boolean");
-        job->reasoning_budget = cfg_budget;
-        job->budget_message = cfg_budget_message;
-        if (const json * v = field(b, "reasoning_budget_tokens")) {
-            if (!is_int(*v) || v->get<long long>() < -1 || v->get<long long>() > (1 << 30))
-                throw bad_request("'reasoning_budget_tokens' must be an integer >= -1");
-            if (v->get<long long>() >= 0) job->reasoning_budget = (int) v->get<long long>();
-        }
-        typed(b, "reasoning_budget_message", is_str, [&](const json & v) { job->budget_message = v.get<std::string>(); },
-              "a string");
-        if (!cli::valid_utf8(job->budget_message)) throw bad_request("'reasoning_budget_message' is not valid UTF-8");
-        job->input.question = ms.back().content;
+        const std::vector<ChatMessage> ms = serve::parse_chat(b, rules(), *job);
         const Model & m = *cfg.model;
         size_t need = 0;
         {
@@ -267,17 +112,8 @@ struct Server {
     }
 
     std::shared_ptr<Job> parse_completion(const json & b) {
-        check_model_name(b);
         auto job = std::make_shared<Job>();
-        job->kind = Job::Completion;
-        const json * p = field(b, "prompt");
-        std::string text;
-        if (p && p->is_string()) text = p->get<std::string>();
-        else if (p && p->is_array() && p->size() == 1 && (*p)[0].is_string()) text = (*p)[0].get<std::string>();
-        else throw bad_request("'prompt' must be a string");
-        if (text.empty()) throw bad_request("'prompt' is empty");
-        if (!cli::valid_utf8(text)) throw bad_request("'prompt' is not valid UTF-8");
-        parse_sampling(b, *job, cfg.sampling);
+        const std::string text = serve::parse_completion(b, rules(), *job);
         job->prompt = PromptFormat::tokenize(*cfg.model, text);
         if ((int) job->prompt.size() + 1 > engine->n_ctx())
             throw ApiError(400, "exceed_context_size_error", "the prompt (" + std::to_string(job->prompt.size()) +
@@ -445,7 +281,7 @@ struct Server {
         svr.Get("/v1/models", models);
         svr.Get("/models", models);
         auto chat = guard([this](const httplib::Request & req, httplib::Response & res) {
-            json b = parse_body(req);
+            json b = parse_body(req.body);
             const bool stream = parse_stream(b);
             auto job = parse_chat(b);
             job->id = new_id("chatcmpl-");
@@ -454,7 +290,7 @@ struct Server {
         svr.Post("/v1/chat/completions", chat);
         svr.Post("/chat/completions", chat);
         auto compl_ = guard([this](const httplib::Request & req, httplib::Response & res) {
-            json b = parse_body(req);
+            json b = parse_body(req.body);
             const bool stream = parse_stream(b);
             auto job = parse_completion(b);
             job->id = new_id("cmpl-");
@@ -463,15 +299,12 @@ struct Server {
         svr.Post("/v1/completions", compl_);
         svr.Post("/completions", compl_);
         svr.Post("/v1/chat/completions/control", guard([this](const httplib::Request & req, httplib::Response & res) {
-            json b = parse_body(req);
-            const json * id = field(b, "id");
-            if (!id || !id->is_string() || id->get<std::string>().empty()) throw bad_request("missing completion id");
-            const json * act = field(b, "action");
-            if (!act || !act->is_string() || act->get<std::string>() != "reasoning_end") throw bad_request("unknown control action");
+            json b = parse_body(req.body);
+            const std::string id = parse_control(b);
             std::shared_ptr<Job> job;
             {
                 std::lock_guard<std::mutex> l(jobs_mu);
-                auto it = live.find(id->get<std::string>());
+                auto it = live.find(id);
                 if (it != live.end()) job = it->second.lock();
             }
             json out;
@@ -484,33 +317,9 @@ struct Server {
             res.set_content(out.dump(), "application/json");
         }));
         svr.Post("/v1/embeddings", guard([this](const httplib::Request & req, httplib::Response & res) {
-            json b = parse_body(req);
-            check_model_name(b);
+            json b = parse_body(req.body);
             auto job = std::make_shared<Job>();
-            job->kind = Job::Embed;
-            const json * in = field(b, "input");
-            if (in && in->is_string()) job->texts = {in->get<std::string>()};
-            else if (in && in->is_array() && !in->empty()) {
-                for (auto & t : *in) {
-                    if (!t.is_string()) throw bad_request("'input' must be a string or an array of strings");
-                    job->texts.push_back(t.get<std::string>());
-                }
-            } else {
-                throw bad_request("'input' must be a string or a non-empty array of strings");
-            }
-            for (auto & t : job->texts) {
-                if (t.empty()) throw bad_request("'input' holds an empty text");
-                if (!cli::valid_utf8(t)) throw bad_request("'input' is not valid UTF-8");
-            }
-            std::string fmt = "float";
-            typed(b, "encoding_format", is_str, [&](const json & v) { fmt = v.get<std::string>(); }, "a string");
-            if (fmt != "float" && fmt != "base64") throw bad_request("'encoding_format' must be \"float\" or \"base64\"");
-            for (auto & k : PoolConfig::knobs()) {  // the pooling knobs as extra fields (CLI spellings), e.g. "source": "hidden"
-                if (const json * v = field(b, k.name)) {
-                    if (!v->is_string()) throw bad_request(std::string("'") + k.name + "' must be a string");
-                    job->pool_knobs[k.name] = v->get<std::string>();
-                }
-            }
+            const std::string fmt = parse_embeddings(b, rules(), *job);
             job->id = new_id("emb-");
             if (!engine->submit(job)) throw ApiError(503, "unavailable_error", "the server is busy: the request queue is full");
             std::optional<Event> e;

@@ -13,6 +13,7 @@
 
 #include "args.h"
 #include "command.h"
+#include "validate.h"
 #include "run_signature.h"
 #include "shard.h"
 #include "kvlens/atomic_file.h"
@@ -26,25 +27,6 @@ using namespace kvlens;
 using json = nlohmann::ordered_json;
 
 namespace {
-
-std::vector<double> parse_list(const std::string & s, const char * what) {
-    std::vector<double> v;
-    std::stringstream ss(s);
-    std::string x;
-    while (std::getline(ss, x, ',')) {
-        size_t used = 0;
-        double d = NAN;
-        try {
-            d = std::stod(x, &used);
-        } catch (...) {
-        }
-        if (used == 0 || used != x.size() || !std::isfinite(d))  // NaN-safe: "nan", "inf", "5x" are refused
-            throw Error(std::string(what) + ": not a list of finite numbers: '" + s + "'");
-        v.push_back(d);
-    }
-    if (v.empty()) throw Error(std::string(what) + ": empty list");
-    return v;
-}
 
 std::string answer_of(const ThinkResult & r, const PromptFormat & f) {
     std::string t = r.output;
@@ -199,7 +181,7 @@ static int cmd_think(int argc, char ** argv) {
     if (!out.empty()) check_writable(out);  // before loading anything
     if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
-    const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : parse_list(give_up, "--give-up");
+    const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : cli::parse_numbers(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
     if (!table && give_ups.size() == 1) P.give_up = give_ups[0];
 
@@ -300,8 +282,8 @@ static int cmd_think(int argc, char ** argv) {
     };
 
     // ---- the runs: one program per problem, -np of them decoded together; records written in problem order
-    std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : parse_list(sweep_tau, "--sweep-tau");
-    std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : parse_list(sweep_delta, "--sweep-delta");
+    std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : cli::parse_numbers(sweep_tau, "--sweep-tau");
+    std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : cli::parse_numbers(sweep_delta, "--sweep-delta");
     const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
     std::vector<ThinkPolicy> tau_rule;  // the sweep's initial rule per tau: think's own, without give-up
     for (double t : taus) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -184,6 +185,57 @@ void check_parsed(const CLI::App & app) {
         if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
             throw Error("-f " + path + ": it is a directory; give a file");
     }
+}
+
+bool valid_utf8(const std::string & s) {
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = s[i];
+        const int len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : (c >> 4) == 0xE ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        for (int k = 1; k < len; ++k)
+            if (((unsigned char) s[i + k] >> 6) != 2) return false;
+        const unsigned char c1 = len > 1 ? (unsigned char) s[i + 1] : 0;
+        if (len == 3 && ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0))) return false;  // overlong, surrogate
+        if (len == 4 && ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90))) return false;  // overlong, > U+10FFFF
+        i += len;
+    }
+    return true;
+}
+
+std::vector<double> parse_numbers(const std::string & s, const char * flag) {
+    std::vector<double> v;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');) {
+        size_t used = 0;
+        double d = NAN;
+        try {
+            d = std::stod(x, &used);
+        } catch (const std::exception &) {
+        }
+        if (used == 0 || used != x.size() || !std::isfinite(d))  // NaN-safe: "nan", "inf", "5x" are refused
+            throw Error(std::string(flag) + ": not a list of finite numbers: '" + s + "'");
+        v.push_back(d);
+    }
+    if (v.empty()) throw Error(std::string(flag) + ": empty list");
+    return v;
+}
+
+std::vector<int> parse_ints(const std::string & s, const char * flag) {
+    std::vector<int> v;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');) {
+        try {
+            size_t used = 0;
+            int i = std::stoi(x, &used);
+            if (used != x.size() || i < 1) throw std::invalid_argument(x);
+            v.push_back(i);
+        } catch (const std::exception &) {
+            throw Error(std::string(flag) + ": '" + x + "' is not a positive integer");
+        }
+    }
+    if (v.empty()) throw Error(std::string(flag) + ": empty list");
+    return v;
 }
 
 }  // namespace kvlens::cli
