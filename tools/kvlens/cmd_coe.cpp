@@ -95,7 +95,7 @@ static int cmd_coe(int argc, char ** argv) {
     if (max_tokens == -1) max_tokens = INT_MAX;  // -1: until the context ends
     if (max_tokens < 1) throw Error("--max-tokens must be >= 1");
     if (limit < 0) throw Error("--limit must be >= 0");
-    const cli::Shard shard = shard_spec.empty() ? cli::Shard{} : cli::parse_shard(shard_spec);
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     if (mode != "auto") parse_prompt_mode(mode);  // an unknown mode: refused before any work
     const BenchFormat fmt = parse_bench_format(format);
     check_writable(out_path);

@@ -1,5 +1,7 @@
 // kvlens probe prep | train: the KVClassifier's training data (fast and slow answers, labels, KV windows) and
 // its training (MLP on ggml-opt, held-out split, best checkpoint, GGUF with the model's fingerprint).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -74,7 +76,7 @@ int cmd_prep(int argc, char ** argv) {
     std::string shard_spec;
     cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-    const cli::Shard shard = shard_spec.empty() ? cli::Shard{} : cli::parse_shard(shard_spec);
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     pp.raw = !no_raw;
     pp.verbose_prompt = pa.verbose_prompt;
     pp.max_cuts = max_cuts;
@@ -102,7 +104,24 @@ int cmd_prep(int argc, char ** argv) {
             parts.push_back(it.row.id + "\x1e" + it.row.prompt + "\x1e" + it.row.reference + "\x1e" + std::to_string(it.level));
         meta["meta"]["shard"] = {{"i", shard.i}, {"n", shard.n}, {"items", items.size()}, {"data", cli::items_hash(parts)}};
     }
-    // resume: check the settings, skip the ids already written
+    // resume: check the settings, skip the ids already written. A torn last line (a run killed mid-write) is cut
+    // off, so the finished file holds whole lines only (merge reads shard files strictly).
+    bool ends_cut = false;  // a complete last record without its newline
+    {
+        std::ifstream in(out, std::ios::binary);
+        const std::string all = in ? std::string((std::istreambuf_iterator<char>(in)), {}) : std::string();
+        in.close();
+        if (!all.empty() && all.back() != '\n') {
+            const size_t nl = all.rfind('\n');
+            const size_t good = nl == std::string::npos ? 0 : nl + 1;
+            if (json::parse(all.substr(good), nullptr, false).is_discarded()) {
+                std::fprintf(stderr, "prep: %s: dropping a torn last line (%zu bytes)\n", out.c_str(), all.size() - good);
+                if (truncate(out.c_str(), (off_t) good) != 0) throw Error("cannot truncate " + out);
+            } else {
+                ends_cut = true;
+            }
+        }
+    }
     std::set<std::string> done;
     bool have_meta = false;
     {
@@ -121,14 +140,6 @@ int cmd_prep(int argc, char ** argv) {
                 continue;
             }
             if (j.contains("id")) done.insert(j["id"].get<std::string>());
-        }
-    }
-    bool ends_cut = false;  // an interrupted run may have left a line without its newline
-    {
-        std::ifstream in(out, std::ios::binary | std::ios::ate);
-        if (in && in.tellg() > 0) {
-            in.seekg(-1, std::ios::end);
-            ends_cut = in.get() != '\n';
         }
     }
     std::ofstream o(out, std::ios::app);

@@ -167,7 +167,7 @@ static int cmd_think(int argc, char ** argv) {
     std::string shard_spec;
     cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
-    const cli::Shard shard = shard_spec.empty() ? cli::Shard{} : cli::parse_shard(shard_spec);
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     P.online = !no_online;
     P.confidence = !no_conf;
     P.verbose_prompt = pa.verbose_prompt;
