@@ -306,6 +306,35 @@ int bench_classify(int argc, char ** argv) {
         return 0;
     }
 
+    // --embed-dir without --shard: every pass's shards merged (each shard and row once, one run) and checked
+    // against this run's settings and texts, all before the first row of the table
+    std::map<std::pair<std::string, std::string>, cli::MergedShards> from_shards;
+    if (!embed_dir.empty()) {
+        for (auto & t : tasks) {
+            EmbedParams tp = ep;
+            tp.parse_special = t.name.rfind("arith_", 0) == 0;
+            const Pass ps = pass_of(t);
+            for (auto & s : srcs) {
+                const auto files = find_shard_files(embed_dir, t, s);
+                if (files.empty())
+                    throw Error("--embed-dir " + embed_dir + ": no shard files for " + t.name + "/" + s + " (" + t.name + "." +
+                                s + ".I-of-N.npy; run bench classify --shard I/N --embed-dir " + embed_dir + " first)");
+                cli::MergedShards m = cli::merge_shards(files);
+                EmbedParams sp = tp;
+                sp.pool.set("source", s);
+                Embedder emb(model, sp);
+                cli::SigKV want = pass_signature(a.model.path, t, s, tp, emb.params().batch.n_ctx).kv;
+                want.emplace_back("shard_items", std::to_string(ps.texts.size()));
+                want.emplace_back("shard_data", cli::items_hash(ps.texts));
+                const std::string d = cli::first_difference(want, m.sig);
+                if (!d.empty()) throw Error(files[0] + ": embeddings of another run than this one (" + d + "): rerun the shards");
+                if ((int) m.dim != emb.dim())
+                    throw Error(files[0] + ": dim " + std::to_string(m.dim) + ", this run's " + std::to_string(emb.dim()));
+                from_shards.emplace(std::make_pair(t.name, s), std::move(m));
+            }
+        }
+    }
+
     std::printf("model %s, pooling: %s%s\n\n", a.model.path.c_str(), ep.pool.describe().c_str(),
                 embed_dir.empty() ? "" : (", embeddings merged from the shards in " + embed_dir).c_str());
     std::printf("| task | source | dim | train/exp | test | accuracy %% | macro-F1 %% | embed s |\n");
@@ -322,23 +351,9 @@ int bench_classify(int argc, char ** argv) {
             Row r;
             if (embed_dir.empty()) {
                 r = evaluate(t, s, model, tp);
-            } else {  // the shards' embeddings: merged (every shard and row once, same run) and checked against this one
-                const Pass ps = pass_of(t);
-                const auto files = find_shard_files(embed_dir, t, s);
-                if (files.empty())
-                    throw Error("--embed-dir " + embed_dir + ": no shard files for " + t.name + "/" + s + " (" + t.name + "." + s +
-                                ".I-of-N.npy; run bench classify --shard I/N --embed-dir " + embed_dir + " first)");
-                const cli::MergedShards m = cli::merge_shards(files);
-                EmbedParams sp = tp;
-                sp.pool.set("source", s);
-                Embedder emb(model, sp);
-                cli::SigKV want = pass_signature(a.model.path, t, s, tp, emb.params().batch.n_ctx).kv;
-                want.emplace_back("shard_items", std::to_string(ps.texts.size()));
-                want.emplace_back("shard_data", cli::items_hash(ps.texts));
-                const std::string d = cli::first_difference(want, m.sig);
-                if (!d.empty()) throw Error(files[0] + ": embeddings of another run than this one (" + d + "): rerun the shards");
-                if ((int) m.dim != emb.dim()) throw Error(files[0] + ": dim " + std::to_string(m.dim) + ", this run's " + std::to_string(emb.dim()));
-                r = classify(t, s, ps, m.data.data(), (int) m.dim);
+            } else {
+                const cli::MergedShards & m = from_shards.at({t.name, s});
+                r = classify(t, s, pass_of(t), m.data.data(), (int) m.dim);
                 r.tokens = m.tokens;
                 r.truncated = m.truncated;
             }
