@@ -149,8 +149,19 @@ TEST(Shard, CoeThreeShardsMergeToTheUnshardedRecords) {
 
 TEST(Shard, ThinkArithThreeShardsMergeToTheUnshardedRecords) {
     test::TempDir d;
-    Sharded s = run_sharded("think -m " + reasoner() + " --classifier " + classifier() + " --arith 9 -t 1", d.path, 3);
+    const std::string base = "think -m " + reasoner() + " --classifier " + classifier() + " --arith 9 -t 1 --table";
+    Sharded s = run_sharded(base, d.path, 3);
     expect_same_records(s.merged, s.whole);
+    // the unsharded command on the merged file reads every problem back (nothing rerun) and prints the whole
+    // set's Table 3, as it does on the unsharded file
+    std::string on_merged, on_whole;
+    ASSERT_EQ(test::run(bin() + " " + base + " -o " + s.merged, &on_merged), 0) << on_merged;
+    ASSERT_EQ(test::run(bin() + " " + base + " -o " + s.whole, &on_whole), 0) << on_whole;
+    EXPECT_NE(on_merged.find("(read back, not rerun)"), std::string::npos) << on_merged;
+    auto tables = [](const std::string & t) { return t.substr(std::min(t.find("Table 3"), t.size())); };  // no progress lines
+    EXPECT_EQ(tables(on_merged), tables(on_whole));
+    EXPECT_NE(on_merged.find("always-slow"), std::string::npos) << on_merged;
+    EXPECT_EQ(untimed_lines(s.merged).size(), 9u) << "the read-back run appended records";
 }
 
 TEST(Shard, ProbePrepThreeShardsMergeToTheUnshardedFile) {
