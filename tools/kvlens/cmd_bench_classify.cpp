@@ -2,6 +2,9 @@
 // MTEB's classification protocol (logistic-regression probe on undersampled train embeddings, 10 experiments,
 // accuracy and macro-F1 on test, mean ± std) for KV, hidden-state and random embeddings. Prints a Markdown
 // table; --json writes every number.
+// Sharded (docs/SCALING.md): `--shard I/N --embed-dir D` only embeds, this shard's rows of every (task, source)
+// pass into D/TASK.SOURCE.I-of-N.npy (+ manifest); the same command with `--embed-dir D` and no --shard merges
+// each pass's N files (shard.h: checked against this run's settings and texts) and classifies from them.
 #include <unistd.h>
 
 #include <algorithm>

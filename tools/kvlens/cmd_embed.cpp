@@ -1,4 +1,4 @@
-// kvlens embed -m M (-p TEXT | -f FILE.txt|.jsonl) [-o OUT.npy|.jsonl] [pooling knobs]
+// kvlens embed -m M (-p TEXT | -f FILE.txt|.jsonl) [-o OUT.npy|.jsonl] [pooling knobs] [--shard I/N (with -f, -o)]
 // One vector per text, pooled from the KV cache (or hidden states, or the random baseline).
 #include <unistd.h>
 
