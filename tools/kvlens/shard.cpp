@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <map>
 
@@ -175,6 +177,12 @@ struct ShardFile {
 
 [[noreturn]] void bad(const std::string & path, const std::string & why) { throw Error(path + ": " + why); }
 
+// A string field, "" when absent or not a string (json::value would throw on another type).
+std::string str_field(const json & j, const char * key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 // Takes "shard" (I/N) out of a signature and returns it; the rest stays for the comparison.
 Shard take_shard(SigKV & kv, size_t & items, const std::string & path) {
     Shard s;
@@ -212,14 +220,14 @@ ShardFile read_embed(const std::string & path, const std::string & mpath) {
     ShardFile f;
     f.path = path;
     json m = json::parse(read_all(mpath), nullptr, false);
-    if (m.is_discarded() || !m.is_object() || m.value("kvlens", "") != "embed shard" || !m.contains("run") ||
+    if (m.is_discarded() || !m.is_object() || str_field(m, "kvlens") != "embed shard" || !m.contains("run") ||
         !m["run"].is_string() || !m.contains("indices") || !m["indices"].is_array())
         bad(mpath, "not an embed shard manifest");
-    f.kind = "embed-" + m.value("format", std::string("?"));
+    f.kind = "embed-" + str_field(m, "format");
     f.sig = split_run(m["run"].get<std::string>());
     f.shard = take_shard(f.sig, f.items, path);
     const std::string bytes = read_all(path);
-    if (std::to_string(bytes.size()) != m.value("bytes", std::string()) || text_hash(bytes) != m.value("hash", std::string()))
+    if (std::to_string(bytes.size()) != str_field(m, "bytes") || text_hash(bytes) != str_field(m, "hash"))
         bad(path, "does not match its manifest " + mpath + " (rewritten since, or the shard was stopped): rerun that shard");
     for (auto & v : m["indices"]) {
         if (!v.is_number_unsigned()) bad(mpath, "an index that is not a row number");
@@ -268,10 +276,11 @@ ShardFile read_text(const std::string & path) {
         const bool ok = sh.contains("i") && sh["i"].is_number_unsigned() && sh.contains("n") && sh["n"].is_number_unsigned() &&
                         sh.contains("items") && sh["items"].is_number_unsigned();
         if (!ok) bad(path, "malformed shard meta");
-        f.shard.i = sh["i"].get<int>();
-        f.shard.n = sh["n"].get<int>();
+        const uint64_t si = sh["i"].get<uint64_t>(), sn = sh["n"].get<uint64_t>();
+        if (sn < 1 || sn > 1000000 || si >= sn) bad(path, "malformed shard meta");
+        f.shard.i = (int) si;
+        f.shard.n = (int) sn;
         f.items = sh["items"].get<size_t>();
-        if (f.shard.n < 1 || f.shard.i >= f.shard.n) bad(path, "malformed shard meta");
         sh.erase("i");
         for (auto & [k, v] : h["meta"].items()) f.sig.emplace_back(k, v.dump());
         h["meta"].erase("shard");
@@ -345,6 +354,27 @@ MergedShards merge_shards(const std::vector<std::string> & paths) {
 
     // every item exactly once, in its own shard
     const size_t n = f0.items;
+    auto missing = [&](size_t g) {
+        return Error("item " + std::to_string(g) + " is missing from " + by_i.at((int) (g % f0.shard.n))->path +
+                     " (that shard did not finish: rerun it, it resumes)");
+    };
+    {
+        // fewer rows than the run's items: name the first one missing without allocating the claimed count
+        std::vector<size_t> all;
+        for (const ShardFile & f : files) {
+            if (!f.indices.empty()) all.insert(all.end(), f.indices.begin(), f.indices.end());
+            else for (auto & r : f.rows) all.push_back(r.first);
+        }
+        if (all.size() < n) {
+            std::sort(all.begin(), all.end());
+            size_t g = 0;
+            for (size_t x : all) {
+                if (x > g) break;
+                if (x == g) ++g;
+            }
+            throw missing(g);
+        }
+    }
     std::vector<std::pair<const ShardFile *, size_t>> row_at(n, {nullptr, 0});
     for (const ShardFile & f : files) {
         std::vector<size_t> idx = f.indices;
@@ -359,9 +389,7 @@ MergedShards merge_shards(const std::vector<std::string> & paths) {
         }
     }
     for (size_t g = 0; g < n; ++g)
-        if (!row_at[g].first)
-            throw Error("item " + std::to_string(g) + " is missing from " + by_i.at((int) (g % f0.shard.n))->path +
-                        " (that shard did not finish: rerun it, it resumes)");
+        if (!row_at[g].first) throw missing(g);
 
     MergedShards m;
     m.kind = f0.kind;
