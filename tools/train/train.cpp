@@ -191,9 +191,10 @@ int run_train(const TrainArgs & a) {
     } else if (!a.init_from.empty()) {  // a fine-tune: start from a trained model
         hp = read_hparams(a.init_from, nullptr);
         if (a.ctx > 0) hp.n_ctx = a.ctx;
+        if (a.rope_base > 0) hp.rope_base = a.rope_base;
         w.create(hp, backend);
         load_weights(w, a.init_from);
-        std::fprintf(stderr, "fine-tuning %s (context %d)\n", a.init_from.c_str(), hp.n_ctx);
+        std::fprintf(stderr, "fine-tuning %s (context %d, rope base %g)\n", a.init_from.c_str(), hp.n_ctx, hp.rope_base);
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
