@@ -395,12 +395,13 @@ TEST(ServeModel, EmbeddingsEqualKvlensEmbed) {
     const std::string b = one["data"][0]["embedding"];
     // decode base64 -> floats
     std::string bytes;
-    int val = 0, bits = -8;
+    uint32_t val = 0;  // only the low bits matter: unsigned, so the shift cannot overflow (UBSan)
+    int bits = -8;
     for (char ch : b) {
         const char * tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         const char * p = std::strchr(tab, ch);
         if (!p || ch == 0) break;
-        val = (val << 6) + int(p - tab);
+        val = (val << 6) + uint32_t(p - tab);
         bits += 6;
         if (bits >= 0) {
             bytes.push_back(char((val >> bits) & 0xFF));
