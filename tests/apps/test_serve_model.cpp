@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ struct ServerProc {
         args.insert(args.end(), extra.begin(), extra.end());
         pid = fork();
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that aborts (a sanitizer report) leaves no server behind
             int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             dup2(fd, 2);
             dup2(fd, 1);
