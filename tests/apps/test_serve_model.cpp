@@ -437,6 +437,8 @@ TEST(ServeModel, ErrorStatuses) {
     expect(c.Post("/v1/chat/completions", "[1,2]", "application/json"), 400, "not an object");
     expect(c.Post("/v1/chat/completions", R"({"messages":"hi"})", "application/json"), 400, "messages type");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"temperature", "hot"}}).dump(), "application/json"), 400, "temperature type");
+    // finite as a double, infinite as the float it becomes (fuzz_serve_request)
+    expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"temperature", 5.5e46}}).dump(), "application/json"), 400, "temperature range");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"max_tokens", -5}}).dump(), "application/json"), 400, "max_tokens");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"thinking", "maybe"}}).dump(), "application/json"), 400, "thinking");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"stream", "yes"}}).dump(), "application/json"), 400, "stream type");
