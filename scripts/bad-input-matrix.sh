@@ -27,6 +27,8 @@ ln -s /dev/full "$T/full.npy"; ln -s /dev/full "$T/full.jsonl"
 "$K" arith -n 3 -o "$T/a.jsonl" 2>/dev/null
 "$K" coe -m "$R" --data "$T/a.jsonl" --format arith -o "$T/r.jsonl" --limit 2 2>/dev/null
 "$K" think -m "$R" --classifier "$C" --arith 2 -o "$T/t.jsonl" >/dev/null 2>&1
+for i in 0 1; do "$K" coe -m "$R" --data "$T/a.jsonl" --format arith -o "$T/s$i.jsonl" --shard $i/2 2>/dev/null; done
+"$K" coe -m "$R" --data "$T/a.jsonl" --format arith -o "$T/s1-layers.jsonl" --layers last:2 --shard 1/2 2>/dev/null
 # the classifier with its version key stored as uint32 instead of int32 (same size: patch the type id in place)
 python3 - "$C" "$T/c-u32.gguf" <<'PY'
 import sys
@@ -101,3 +103,9 @@ row "coe resumed with other layers" "$K coe -m $R --data a.jsonl --format arith 
 row "think -o resumed with another --tau" "$K think -m $R --classifier $C --arith 2 -o t.jsonl --tau 30"
 row "coe unknown --mode" "$K coe -m $R --data a.jsonl --format arith -o x.jsonl --mode medium"
 row "coe unknown --format" "$K coe -m $R --data a.jsonl --format nope -o x.jsonl"
+row "--shard out of range" "$K coe -m $R --data a.jsonl --format arith -o x.jsonl --shard 2/2"
+row "--shard more shards than items" "$K coe -m $R --data a.jsonl --format arith -o x.jsonl --shard 0/4"
+row "merge with a shard missing" "$K merge -o m.jsonl s0.jsonl"
+row "merge with a shard twice" "$K merge -o m.jsonl s0.jsonl s0.jsonl s1.jsonl"
+row "merge shards of other settings" "$K merge -o m.jsonl s0.jsonl s1-layers.jsonl"
+row "merge an unsharded output" "$K merge -o m.jsonl s0.jsonl r.jsonl"

@@ -14,6 +14,7 @@
 #include "args.h"
 #include "command.h"
 #include "run_signature.h"
+#include "shard.h"
 #include "kvlens/answers.h"
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
@@ -86,12 +87,15 @@ static int cmd_coe(int argc, char ** argv) {
     cli::add_prompt_flags(app, pa);
     int n_parallel = 1;
     cli::add_parallel_flag(app, n_parallel);
+    std::string shard_spec;
+    cli::add_shard_flag(app, shard_spec);
     app.add_flag("--raw", raw, "no chat template: the user message as is (the default when the model has none)");
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     const bool cap_given = app.count("--max-tokens") > 0 && max_tokens != -1;
     if (max_tokens == -1) max_tokens = INT_MAX;  // -1: until the context ends
     if (max_tokens < 1) throw Error("--max-tokens must be >= 1");
     if (limit < 0) throw Error("--limit must be >= 0");
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     if (mode != "auto") parse_prompt_mode(mode);  // an unknown mode: refused before any work
     const BenchFormat fmt = parse_bench_format(format);
     check_writable(out_path);
@@ -104,6 +108,8 @@ static int cmd_coe(int argc, char ** argv) {
         for (auto & r : rows)
             if (!seen.insert(r.id).second) throw Error(data + ": duplicate id '" + r.id + "' (resuming is keyed on ids)");
     }
+    shard.check_items(rows.size());
+    auto index_of = [&](const BenchRow & r) { return (size_t) (&r - rows.data()); };
     int n_correct = 0;
     std::set<std::string> runs;
     const auto done = resume_ids(out_path, &n_correct, &runs);
@@ -161,14 +167,29 @@ static int cmd_coe(int argc, char ** argv) {
         .add("ctk", a.session.cache_type_k)
         .add("ctv", a.session.cache_type_v)
         .add("fa", a.session.flash_attn);
+    if (shard.on()) {
+        std::vector<std::string> parts;
+        for (auto & r : rows) {
+            std::string p = r.id + "\x1e" + r.prompt + "\x1e" + r.reference;
+            for (auto & [k, v] : r.extra) p += "\x1e" + k + "=" + v;
+            parts.push_back(p);
+        }
+        shard.sign(sig, rows.size(), cli::items_hash(parts));
+    }
     for (const std::string & r : runs) sig.check(r, out_path);
 
     std::ofstream out(out_path, std::ios::app | std::ios::binary);
     if (!out) throw Error("cannot write " + out_path);
-    int todo = 0;
-    for (auto & r : rows) todo += done.count(r.id) ? 0 : 1;
-    std::fprintf(stderr, "coe: %zu rows, %d done already, %d to run; %s, %d layers, mode %s, cap %s tokens, ctx %d\n",
-                 rows.size(), n_done_before, todo, model->facts().arch.c_str(), (int) ro.layers.size(), mode.c_str(),
+    // a shard answers only its own rows (index = I mod N); the others are neither run nor counted
+    auto skip = [&](const BenchRow & r) { return done.count(r.id) || !shard.owns(index_of(r)); };
+    int todo = 0, n_mine = 0;
+    for (auto & r : rows) {
+        todo += skip(r) ? 0 : 1;
+        n_mine += shard.owns(index_of(r)) ? 1 : 0;
+    }
+    std::fprintf(stderr, "coe: %d rows%s, %d done already, %d to run; %s, %d layers, mode %s, cap %s tokens, ctx %d\n",
+                 n_mine, shard.on() ? (" (shard " + shard.str() + " of " + std::to_string(rows.size()) + ")").c_str() : "",
+                 n_done_before, todo, model->facts().arch.c_str(), (int) ro.layers.size(), mode.c_str(),
                  max_tokens == INT_MAX ? "the context's" : std::to_string(max_tokens).c_str(), n_ctx);
 
     using clk = std::chrono::steady_clock;
@@ -196,7 +217,13 @@ static int cmd_coe(int argc, char ** argv) {
         AnswerCheck chk = check_answer(fmt, prefix + s.text, row);
         rec.extracted = chk.extracted;
         rec.correct = chk.correct && !s.hit_cap;  // a capped generation counts as incorrect
-        out << coe_record_json(rec) << "\n";
+        if (shard.on()) {
+            auto j = nlohmann::ordered_json::parse(coe_record_json(rec));
+            shard.tag(j, index_of(row));
+            out << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+        } else {
+            out << coe_record_json(rec) << "\n";
+        }
         out.flush();
         if (!out) throw Error("write failed: " + out_path);
 
@@ -211,20 +238,20 @@ static int cmd_coe(int argc, char ** argv) {
             const double el = std::chrono::duration<double>(now - t0).count();
             const double sps = n_run / el;
             std::fprintf(stderr, "coe: %d/%d  %.2f samples/s  %.0f tok/s  ETA %s  acc %.3f  cap %d  null %d\n",
-                         n_done_before + n_run, (int) rows.size(), sps, n_tok / el, fmt_duration((todo - n_run) / sps).c_str(),
+                         n_done_before + n_run, n_mine, sps, n_tok / el, fmt_duration((todo - n_run) / sps).c_str(),
                          (double) n_correct / (n_done_before + n_run), n_cap, n_null);
         }
     };
     if (runner) {
         for (auto & row : rows) {
-            if (done.count(row.id)) continue;
+            if (skip(row)) continue;
             write_record(row, runner->run(prompt_of(row)));
         }
     } else {
         // the engine answers up to -np rows at once; records are written in the data's order as they complete
         std::vector<const BenchRow *> order;
         for (auto & row : rows)
-            if (!done.count(row.id)) order.push_back(&row);
+            if (!skip(row)) order.push_back(&row);
         std::vector<std::unique_ptr<CoeJob>> jobs(order.size());
         size_t next = 0, flushed = 0;
         auto flush = [&]() {

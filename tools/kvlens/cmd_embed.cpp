@@ -1,5 +1,7 @@
-// kvlens embed -m M (-p TEXT | -f FILE.txt|.jsonl) [-o OUT.npy|.jsonl] [pooling knobs]
+// kvlens embed -m M (-p TEXT | -f FILE.txt|.jsonl) [-o OUT.npy|.jsonl] [pooling knobs] [--shard I/N (with -f, -o)]
 // One vector per text, pooled from the KV cache (or hidden states, or the random baseline).
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -8,6 +10,8 @@
 #include "args.h"
 #include "bench.h"
 #include "command.h"
+#include "run_signature.h"
+#include "shard.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/embed.h"
 #include "kvlens/error.h"
@@ -70,8 +74,12 @@ static int cmd_embed(int argc, char ** argv) {
     cli::add_prompt_flags(app, pa);
     app.add_option("--rea,--reasoning", reasoning, "with --chat: on (slow: think), off (fast) or auto (the template's default)")
         ->capture_default_str();
+    std::string shard_spec;
+    cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
     if (!prompt.empty() && !file.empty()) throw Error("give -p or -f, not both");
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
+    if (shard.on() && (file.empty() || out.empty())) throw Error("--shard needs -f FILE and -o (each shard writes its own file)");
     if (!out.empty()) check_writable(out);  // before any work
 
     EmbedParams ep;
@@ -92,16 +100,32 @@ static int cmd_embed(int argc, char ** argv) {
         ep.parse_special = true;
     }
     Embedder emb(model, ep);
+    // a shard embeds the texts whose index is I mod N; `index` maps its rows to their places in the whole list
+    shard.check_items(texts.size());
+    const std::string data_hash = shard.on() ? cli::items_hash(texts) : "";
+    const size_t n_all = texts.size();
+    std::vector<size_t> index;
+    {
+        std::vector<std::string> mine;
+        for (size_t i = 0; i < texts.size(); ++i) {
+            if (!shard.owns(i)) continue;
+            if (shard.on()) emb.tokens(texts[i], (int) i + 1);  // a bad text is named by its place in -f, not the shard's
+            index.push_back(i);
+            mine.push_back(std::move(texts[i]));
+        }
+        texts = std::move(mine);
+    }
     if (pa.verbose_prompt)
-        for (size_t i = 0; i < texts.size(); ++i) print_verbose_prompt(*model, emb.tokens(texts[i], (int) i + 1));
+        for (size_t i = 0; i < texts.size(); ++i) print_verbose_prompt(*model, emb.tokens(texts[i], (int) index[i] + 1));
     EmbedRun r = emb.embed(texts);
 
-    if (out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0) {
+    const bool npy = out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0;
+    if (npy) {
         write_npy(out, r.data.data(), {(size_t) r.n_texts, (size_t) r.dim});
     } else {
         auto rows = [&](FILE * f) {
             for (int i = 0; i < r.n_texts; ++i) {
-                nlohmann::json j = {{"index", i}, {"embedding", std::vector<float>(r.row(i), r.row(i) + r.dim)}};
+                nlohmann::json j = {{"index", index[i]}, {"embedding", std::vector<float>(r.row(i), r.row(i) + r.dim)}};
                 const std::string line = j.dump() + "\n";
                 write_all(f, line.data(), line.size(), out.empty() ? "standard output" : out);
             }
@@ -111,6 +135,21 @@ static int cmd_embed(int argc, char ** argv) {
             check_stream(stdout, "standard output");  // a full disk: fail before the summary line
         }
         else write_file_atomic(out, rows);
+    }
+    if (shard.on()) {  // the manifest kvlens merge reads: everything that shapes a row, and the rows' global indices
+        cli::RunSignature sig;
+        sig.add("cmd", "embed")
+            .add("model", cli::weights_fingerprint(a.model.path))
+            .add("pool", emb.params().pool.describe())
+            .add("seed", std::to_string(seed))
+            .add("ctx", std::to_string(emb.params().batch.n_ctx))
+            .add("truncate", truncate ? "on" : "off")
+            .add("special", ep.parse_special ? "on" : "off")
+            .add("fa", bp.flash_attn);
+        shard.sign(sig, n_all, data_hash);
+        cli::write_embed_manifest(out, npy ? "npy" : "jsonl", sig, index, r.stats.n_tokens, r.n_truncated);
+    } else if (!out.empty()) {
+        unlink(cli::manifest_path(out).c_str());  // a shard manifest of an earlier run no longer describes -o
     }
     const double s = r.stats.seconds > 0 ? r.stats.seconds : 1e-9;
     std::fprintf(stderr, "embed: %d texts, %lld tokens, dim %d (%s), %d decodes, %.3f s, %.1f texts/s, %.0f tokens/s%s\n",

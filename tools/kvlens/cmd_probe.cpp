@@ -1,5 +1,7 @@
 // kvlens probe prep | train: the KVClassifier's training data (fast and slow answers, labels, KV windows) and
 // its training (MLP on ggml-opt, held-out split, best checkpoint, GGUF with the model's fingerprint).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include "args.h"
 #include "command.h"
 #include "run_signature.h"
+#include "shard.h"
 #include "kvlens/arith.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
@@ -70,7 +73,10 @@ int cmd_prep(int argc, char ** argv) {
     app.add_option("-o,--output", out, "output JSONL (appended; finished problems are skipped)")->required();
     int n_parallel = 1;
     cli::add_parallel_flag(app, n_parallel);
+    std::string shard_spec;
+    cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     pp.raw = !no_raw;
     pp.verbose_prompt = pa.verbose_prompt;
     pp.max_cuts = max_cuts;
@@ -78,6 +84,7 @@ int cmd_prep(int argc, char ** argv) {
     check_writable(out);  // before loading anything
     WindowConfig wc = window_from(wk);
     auto items = cli::load_problem_set(ps, false);
+    shard.check_items(items.size());
 
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
@@ -91,7 +98,30 @@ int cmd_prep(int argc, char ** argv) {
                    {"fast_cap", pp.fast_cap},
                    {"slow_cap", pp.slow_cap}, {"switch_aware", pp.switch_aware}, {"cut_every", pp.cut_every},
                    {"max_cuts", max_cuts}, {"raw", pp.raw}}}};
-    // resume: check the settings, skip the ids already written
+    if (shard.on()) {  // the shard, the whole set's length and the data's hash: merge checks and removes them
+        std::vector<std::string> parts;
+        for (auto & it : items)
+            parts.push_back(it.row.id + "\x1e" + it.row.prompt + "\x1e" + it.row.reference + "\x1e" + std::to_string(it.level));
+        meta["meta"]["shard"] = {{"i", shard.i}, {"n", shard.n}, {"items", items.size()}, {"data", cli::items_hash(parts)}};
+    }
+    // resume: check the settings, skip the ids already written. A torn last line (a run killed mid-write) is cut
+    // off, so the finished file holds whole lines only (merge reads shard files strictly).
+    bool ends_cut = false;  // a complete last record without its newline
+    {
+        std::ifstream in(out, std::ios::binary);
+        const std::string all = in ? std::string((std::istreambuf_iterator<char>(in)), {}) : std::string();
+        in.close();
+        if (!all.empty() && all.back() != '\n') {
+            const size_t nl = all.rfind('\n');
+            const size_t good = nl == std::string::npos ? 0 : nl + 1;
+            if (json::parse(all.substr(good), nullptr, false).is_discarded()) {
+                std::fprintf(stderr, "prep: %s: dropping a torn last line (%zu bytes)\n", out.c_str(), all.size() - good);
+                if (truncate(out.c_str(), (off_t) good) != 0) throw Error("cannot truncate " + out);
+            } else {
+                ends_cut = true;
+            }
+        }
+    }
     std::set<std::string> done;
     bool have_meta = false;
     {
@@ -112,14 +142,6 @@ int cmd_prep(int argc, char ** argv) {
             if (j.contains("id")) done.insert(j["id"].get<std::string>());
         }
     }
-    bool ends_cut = false;  // an interrupted run may have left a line without its newline
-    {
-        std::ifstream in(out, std::ios::binary | std::ios::ate);
-        if (in && in.tellg() > 0) {
-            in.seekg(-1, std::ios::end);
-            ends_cut = in.get() != '\n';
-        }
-    }
     std::ofstream o(out, std::ios::app);
     if (!o) throw Error("cannot write " + out);
     if (ends_cut) o << "\n";
@@ -132,8 +154,10 @@ int cmd_prep(int argc, char ** argv) {
     const EngineParams ep = cli::engine_params(a, f, n_parallel);
     std::vector<int> todo;  // indices of the problems not in -o yet
     for (int i = 0; i < (int) items.size(); ++i)
-        if (!done.count(items[i].row.id)) todo.push_back(i);
-    const int n_total = (int) items.size(), n_skip = n_total - (int) todo.size();
+        if (!done.count(items[i].row.id) && shard.owns(i)) todo.push_back(i);
+    int n_total = 0;  // this run's problems (a shard's own)
+    for (int i = 0; i < (int) items.size(); ++i) n_total += shard.owns(i) ? 1 : 0;
+    const int n_skip = n_total - (int) todo.size();
     std::vector<PrepRecord> recs(todo.size());
     auto program = [&](int k, Sequence & s) {
         const ThinkItem & it = items[todo[k]];
@@ -159,6 +183,7 @@ int cmd_prep(int argc, char ** argv) {
         for (auto & c : r.switches)
             sw.push_back({{"at", c.at}, {"correct", c.correct}, {"n", c.answer_tokens}, {"cap", c.hit_cap}, {"x", c.x}});
         j["switch"] = sw;
+        shard.tag(j, todo[k]);
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         o.flush();
         if (!o) throw Error("write failed: " + out + " (disk full?)");

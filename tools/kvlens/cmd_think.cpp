@@ -15,6 +15,7 @@
 #include "command.h"
 #include "validate.h"
 #include "run_signature.h"
+#include "shard.h"
 #include "kvlens/atomic_file.h"
 #include "kvlens/error.h"
 #include "kvlens/metrics.h"
@@ -163,7 +164,10 @@ static int cmd_think(int argc, char ** argv) {
     app.add_option("-o,--output", out, "JSONL records, one per problem");
     int n_parallel = 1;
     cli::add_parallel_flag(app, n_parallel);
+    std::string shard_spec;
+    cli::add_shard_flag(app, shard_spec);
     if (int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+    const cli::Shard shard = cli::shard_from(app, shard_spec);
     P.online = !no_online;
     P.confidence = !no_conf;
     P.verbose_prompt = pa.verbose_prompt;
@@ -173,6 +177,7 @@ static int cmd_think(int argc, char ** argv) {
     else throw Error("--policy: classifier, fast or slow");
     const bool single = !prompt.empty() || !file.empty();
     if (single == ps.given()) throw Error("give one question (-p/-f) or a set (--arith N / --data F)");
+    if (shard.on() && (single || out.empty())) throw Error("--shard needs a set (--arith N / --data F) and -o");
     if (!out.empty()) check_writable(out);  // before loading anything
     if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
@@ -209,7 +214,24 @@ static int cmd_think(int argc, char ** argv) {
 
     int seq_ctx = 0;
     const EngineParams ep = cli::engine_params(a, model->facts(), n_parallel, &seq_ctx);
-    const std::vector<ThinkItem> items = cli::load_problem_set(ps, !train_split);
+    std::vector<ThinkItem> items = cli::load_problem_set(ps, !train_split);
+    shard.check_items(items.size());
+    const size_t n_all = items.size();
+    std::string data_hash;
+    std::vector<size_t> global;  // each item's index in the whole set (a shard keeps only its own items)
+    {
+        std::vector<std::string> parts;
+        std::vector<ThinkItem> mine;
+        for (size_t i = 0; i < items.size(); ++i) {
+            const ThinkItem & it = items[i];
+            parts.push_back(it.row.id + "\x1e" + it.row.prompt + "\x1e" + it.row.reference + "\x1e" + std::to_string(it.level));
+            if (!shard.owns(i)) continue;
+            mine.push_back(it);
+            global.push_back(i);
+        }
+        if (shard.on()) data_hash = cli::items_hash(parts);
+        items = std::move(mine);
+    }
     // -o is resumable: every record carries the run's settings; a rerun into the same file reads the problems
     // already there back (into the tables) and runs only the others; other settings are refused, not mixed.
     // -np does not shape a record (each sequence gets the same context), so a run may resume with another -np.
@@ -241,6 +263,7 @@ static int cmd_think(int argc, char ** argv) {
             .add("ctk", a.session.cache_type_k)
             .add("ctv", a.session.cache_type_v)
             .add("fa", a.session.flash_attn);
+        shard.sign(sig, n_all, data_hash);
     }
     std::map<std::string, json> done;
     std::ofstream o;
@@ -250,8 +273,9 @@ static int cmd_think(int argc, char ** argv) {
         if (!o) throw Error("cannot write " + out);
         if (!done.empty()) std::fprintf(stderr, "think: %zu problems already in %s (read back, not rerun)\n", done.size(), out.c_str());
     }
-    auto write_record = [&](json & j) {
+    auto write_record = [&](json & j, int i) {
         j["run"] = sig.str();
+        shard.tag(j, global[i]);
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         o.flush();
         if (!o) throw Error("write failed: " + out + " (disk full?)");
@@ -326,7 +350,7 @@ static int cmd_think(int argc, char ** argv) {
                 json j = {{"id", it.row.id}, {"reference", it.row.reference}};
                 j.update(result_json(x.single.r, x.single.ok));
                 if (P.trace) j["scores"] = x.single.r.scores;
-                write_record(j);
+                write_record(j, i);
             }
         } else {
             n_ok += x.online.ok;
@@ -337,7 +361,7 @@ static int cmd_think(int argc, char ** argv) {
                           {"score", x.online.r.initial_score}, {"fast", result_json(x.fast.r, x.fast.ok)},
                           {"slow", result_json(x.slow.r, x.slow.ok)}, {"online", result_json(x.online.r, x.online.ok)}};
                 if (x.paper) j["paper"] = result_json(x.paper->r, x.paper->ok);
-                write_record(j);
+                write_record(j, i);
             }
         }
         if (n_done % 20 == 0 || n_done == (int) items.size()) {
