@@ -25,6 +25,12 @@ ASAN_BUILD ?= build-asan
 # ASAN_LLAMA: a build dir holding llama.cpp's static libraries (default: the normal build)
 ASAN_LLAMA ?= $(abspath $(BUILD))
 ASAN_CFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# The model tests that take > 3 s each in `make test` (end-to-end CLI runs: the -np identity tables, kill tests,
+# the Node SDK client, the gate sample) run there only, and of the tests repeated per template or architecture the
+# heaviest repeats (each command on r1/qwen3/qwq templates: llama31's stays; eight sequences on llama/qwen2: qwen3's
+# stays), so the instrumented run stays near a minute; every other model test runs under the sanitizers.
+# ASAN_SKIP= (empty) runs them all.
+ASAN_SKIP ?= ^(Sequences\.(ThinkTable|ProbePrep)RecordsDoNotDependOnNp|serve_openai_node|BadInput\.(NewcomerFlags|FailedWritesLeaveNoHalfFile|FullDiskIsAnErrorNeverASilentSuccess|ThinkResumesItsRecordsAndRefusesOtherSettings)|TrainLoop\.SpikeGuard.*|ReasonerModel\.GatesOnFixedSample|ThinkModel\.CliPipelineAndErrors|ServeModel\.(EightSlotsAnswerAsAlone|ControlDisconnectQueueAndSigterm)|Kill\..*|CoeEngine\.(BatchedSamplesEqualSessionSamples|CliParallelRecordsEqualSequential)|CoeCli\.ChatModesOnRandomQwen3|RealTemplates/PromptTemplates\.EveryCommandBuildsTheTemplatesTokens/(r1|qwen3|qwq)|Archs/EngineTest\.EightSequencesEqualTheirSoloRuns/(llama|qwen2))( |$$)
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 test-asan: build
@@ -34,7 +40,8 @@ test-asan-run:
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVLENS_LLAMA_PREBUILT=$(ASAN_LLAMA) \
 	  -DCMAKE_CXX_FLAGS="$(ASAN_CFLAGS)" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" $(CMAKE_FLAGS) >/dev/null
 	@$(ASAN_ENV) cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -L unit --output-on-failure -j $(JOBS) && $(ASAN_ENV) ctest -LE unit --output-on-failure -j $(JOBS)
+	@cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -L unit --output-on-failure -j $(JOBS) && \
+	  $(ASAN_ENV) ctest -LE unit -E '$(ASAN_SKIP)' --output-on-failure -j $(JOBS)
 
 bench: build
 	@$(BUILD)/bin/kvlens bench tap

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -45,7 +46,10 @@ std::vector<LabeledText> read_text_jsonl(const std::string & path, bool require_
         if (r.text.empty()) throw Error(where + "empty \"text\"");
         auto l = j.find("label");
         if (l != j.end()) {
-            if (!l->is_number_integer() || l->get<int64_t>() < 0) throw Error(where + "\"label\" is not an integer >= 0");
+            if (!l->is_number_integer() || l->get<int64_t>() < 0 || l->get<int64_t>() > INT32_MAX ||
+                (l->is_number_unsigned() && l->get<uint64_t>() > uint64_t(INT32_MAX))) {
+                throw Error(where + "\"label\" is not an integer in [0, 2^31)");
+            }
             r.label = l->get<int>();
         } else if (require_label) {
             throw Error(where + "missing \"label\"");

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ struct ServerProc {
         args.insert(args.end(), extra.begin(), extra.end());
         pid = fork();
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that aborts (a sanitizer report) leaves no server behind
             int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             dup2(fd, 2);
             dup2(fd, 1);
@@ -395,12 +397,13 @@ TEST(ServeModel, EmbeddingsEqualKvlensEmbed) {
     const std::string b = one["data"][0]["embedding"];
     // decode base64 -> floats
     std::string bytes;
-    int val = 0, bits = -8;
+    uint32_t val = 0;  // only the low bits matter: unsigned, so the shift cannot overflow (UBSan)
+    int bits = -8;
     for (char ch : b) {
         const char * tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         const char * p = std::strchr(tab, ch);
         if (!p || ch == 0) break;
-        val = (val << 6) + int(p - tab);
+        val = (val << 6) + uint32_t(p - tab);
         bits += 6;
         if (bits >= 0) {
             bytes.push_back(char((val >> bits) & 0xFF));
@@ -434,6 +437,8 @@ TEST(ServeModel, ErrorStatuses) {
     expect(c.Post("/v1/chat/completions", "[1,2]", "application/json"), 400, "not an object");
     expect(c.Post("/v1/chat/completions", R"({"messages":"hi"})", "application/json"), 400, "messages type");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"temperature", "hot"}}).dump(), "application/json"), 400, "temperature type");
+    // finite as a double, infinite as the float it becomes (fuzz_serve_request)
+    expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"temperature", 5.5e46}}).dump(), "application/json"), 400, "temperature range");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"max_tokens", -5}}).dump(), "application/json"), 400, "max_tokens");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"thinking", "maybe"}}).dump(), "application/json"), 400, "thinking");
     expect(c.Post("/v1/chat/completions", chat_body("1+1", {{"stream", "yes"}}).dump(), "application/json"), 400, "stream type");

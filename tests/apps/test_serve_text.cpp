@@ -94,4 +94,20 @@ TEST(ServeText, StopStringCutsAndHoldsBackPartialMatches) {
     EXPECT_EQ(o2 + n.flush(), "a Ex");
     StopMatcher none;
     EXPECT_EQ(none.push("abc"), "abc");
+
+    // fuzz_serve_text's find: stops "</s>" and "/", text "e</s> i" in the pieces "e</" + "s> i". "/" is whole
+    // after the first piece, but "</s>" may still start one byte earlier: the cut waits, and lands where the
+    // whole text would cut it ("e").
+    StopMatcher p({"</s>", "/"});
+    std::string o3 = p.push("e</");
+    EXPECT_FALSE(p.hit());
+    EXPECT_EQ(o3, "e");
+    o3 += p.push("s> i");
+    EXPECT_TRUE(p.hit());
+    EXPECT_EQ(o3, "e");
+    StopMatcher q({"</s>", "/"});  // the longer one never completes: the shorter one cuts, at the end at the latest
+    std::string o4 = q.push("e</");
+    o4 += q.flush();
+    EXPECT_TRUE(q.hit());
+    EXPECT_EQ(o4, "e<");
 }

@@ -167,6 +167,9 @@ TEST(Dataset, JsonlErrorsNameTheLine) {
     expect_error("{\"text\": \"\"}\n", false, ":1: empty \"text\"");
     expect_error("{\"text\": \"a\"}\n", true, ":1: missing \"label\"");
     expect_error("{\"text\": \"a\", \"label\": \"x\"}\n", true, ":1: \"label\" is not an integer");
+    // beyond int: it was cast to int (2^31 -> a negative label that passed the labels.json check)
+    expect_error("{\"text\": \"a\", \"label\": 2147483648}\n", true, ":1: \"label\" is not an integer");
+    expect_error("{\"text\": \"a\", \"label\": 18446744073709551615}\n", true, ":1: \"label\" is not an integer");
     expect_error("\n\n{oops\n", false, ":3: not valid JSON");
     expect_error("[1,2]\n", false, ":1: expected a JSON object");
     write(d + "/y.jsonl", "{\"text\": \"no label is fine\"}\n");

@@ -32,7 +32,8 @@ bool finite_number(const json & v) { return v.is_number() && std::isfinite(v.get
 void parse_sampling(const json & b, Job & job, const SamplingParams & def) {
     job.sampling = def;
     if (const json * v = field(b, "temperature")) {
-        if (!finite_number(*v) || v->get<double>() < 0) throw bad_request("'temperature' must be a number >= 0");
+        // as the CLI's --temp: [0, 100] (a finite double above FLT_MAX became an infinite float; found by fuzz_serve_request)
+        if (!finite_number(*v) || v->get<double>() < 0 || v->get<double>() > 100) throw bad_request("'temperature' must be a number in [0, 100]");
         job.sampling.temp = v->get<float>();
     }
     if (const json * v = field(b, "top_p")) {

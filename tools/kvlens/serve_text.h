@@ -14,37 +14,49 @@ public:
     explicit StopMatcher(std::vector<std::string> stops = {}) : stops_(std::move(stops)) {
         stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
     }
-    // Returns the text now safe to emit; sets hit() when a stop string matched (text after it is dropped).
+    // Returns the text now safe to emit; sets hit() when a stop string matched (text after it is dropped). The
+    // cut is at the earliest place any stop string occurs in the whole text, however it arrives in pieces: a full
+    // match waits while a longer stop string that would start before it may still complete (found by fuzz_serve_text).
     std::string push(const std::string & t) {
         if (hit_) return "";
         buf_ += t;
-        size_t first = std::string::npos;
-        for (auto & s : stops_) first = std::min(first, buf_.find(s));
-        if (first != std::string::npos) {
+        return scan(false);
+    }
+    // The end of the text: what is held back, up to a stop string held back whole.
+    std::string flush() {
+        if (hit_) return "";
+        return scan(true);
+    }
+    bool hit() const { return hit_; }
+
+private:
+    std::string scan(bool final) {
+        size_t first = std::string::npos;  // the earliest full match
+        for (auto & st : stops_) first = std::min(first, buf_.find(st));
+        // the earliest start of a stop string that the text so far ends inside of (a proper prefix at the end)
+        size_t pending = buf_.size();
+        if (!final) {
+            const size_t lim = std::min(first, buf_.size());
+            for (size_t q = 0; q < lim && pending == buf_.size(); ++q)
+                for (auto & st : stops_) {
+                    const size_t n = buf_.size() - q;
+                    if (n < st.size() && st.compare(0, n, buf_, q, n) == 0) {
+                        pending = q;
+                        break;
+                    }
+                }
+        }
+        if (first != std::string::npos && (pending == buf_.size() || pending >= first)) {
             hit_ = true;
             std::string out = buf_.substr(0, first);
             buf_.clear();
             return out;
         }
-        size_t keep = 0;  // longest suffix of buf_ that is a proper prefix of a stop string
-        for (auto & s : stops_)
-            for (size_t k = std::min(s.size() - 1, buf_.size()); k > keep; --k)
-                if (buf_.compare(buf_.size() - k, k, s, 0, k) == 0) {
-                    keep = k;
-                    break;
-                }
-        std::string out = buf_.substr(0, buf_.size() - keep);
-        buf_.erase(0, buf_.size() - keep);
+        std::string out = buf_.substr(0, pending);
+        buf_.erase(0, pending);
         return out;
     }
-    std::string flush() {
-        std::string out;
-        out.swap(buf_);
-        return out;
-    }
-    bool hit() const { return hit_; }
 
-private:
     std::vector<std::string> stops_;
     std::string buf_;
     bool hit_ = false;

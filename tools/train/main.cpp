@@ -1,6 +1,7 @@
 // kvlens-train — the embedded reasoner's recipe and evaluation.
 //   kvlens-train train [--out models/kvlens-reasoner.gguf] [--ckpt models/ckpt] [--steps N] [--minutes M] ...
 //   kvlens-train eval  [--model models/kvlens-reasoner.gguf] [--per-level N] [--seed S] [--cutoff C] [--jsonl F]
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
@@ -81,6 +82,10 @@ int main(int argc, char ** argv) {
             else if (k == "--profile") { const std::string v = next(); ta.profile = v; ea.profile = v; }
             else if (k == "--init-from") ta.init_from = next();
             else if (k == "--ctx") ta.ctx = std::stoi(next());
+            else if (k == "--rope-base") {
+                ta.rope_base = std::stof(next());
+                if (!(ta.rope_base > 0) || !std::isfinite(ta.rope_base)) throw kvlens::Error("--rope-base must be a positive number");
+            }
             else if (k == "--max-new") ea.max_new = std::stoi(next());
             else if (k == "--model") ea.model = next();
             else if (k == "--per-level") ea.per_level = std::stoi(next());

@@ -191,9 +191,10 @@ int run_train(const TrainArgs & a) {
     } else if (!a.init_from.empty()) {  // a fine-tune: start from a trained model
         hp = read_hparams(a.init_from, nullptr);
         if (a.ctx > 0) hp.n_ctx = a.ctx;
+        if (a.rope_base > 0) hp.rope_base = a.rope_base;
         w.create(hp, backend);
         load_weights(w, a.init_from);
-        std::fprintf(stderr, "fine-tuning %s (context %d)\n", a.init_from.c_str(), hp.n_ctx);
+        std::fprintf(stderr, "fine-tuning %s (context %d, rope base %g)\n", a.init_from.c_str(), hp.n_ctx, hp.rope_base);
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
@@ -257,8 +258,11 @@ int run_train(const TrainArgs & a) {
     const std::vector<int> val_modes = profile == Profile::Overthink
                                            ? std::vector<int>{int(Mode::Fast), int(Mode::Slow), int(Mode::Cut)}
                                            : std::vector<int>{int(Mode::Fast), int(Mode::Slow)};
+    const std::vector<int32_t> close_ids = tok.tokenize("</think>");
+    const int32_t think_close = close_ids.size() == 1 ? close_ids[0] : -1;  // classic: no such token
     auto validate = [&]() {
-        std::map<std::pair<int, int>, std::pair<int, int>> em;  // (mode, level) -> (exact, n)
+        std::map<std::pair<int, int>, std::pair<int, int>> em;  // (mode, level) -> (exact, n): every target token
+        std::map<std::pair<int, int>, std::pair<int, int>> em_answer;  // the same from the last </think> on
         double loss_sum = 0;
         int nb = 0;
         PackedBatch pb;
@@ -277,17 +281,28 @@ int run_train(const TrainArgs & a) {
             ggml_opt_result_pred(res, pred.data());
             ggml_opt_result_free(res);
             for (const auto & s : pb.spans) {
-                bool ok = true;
+                bool ok = true, ans_ok = true;
+                int close_at = -1;  // the last "</think>" of the example: its answer follows
                 for (int j = 0; j < s.len; ++j) {
                     const size_t k = size_t(s.row) * T + s.start + j;
+                    if (pb.tokens[k] == think_close) close_at = j;
                     if (pb.label[k] >= 0 && pred[k] != pb.label[k]) ok = false;
+                }
+                for (int j = std::max(close_at, 0); j < s.len; ++j) {
+                    const size_t k = size_t(s.row) * T + s.start + j;
+                    if (pb.label[k] >= 0 && pred[k] != pb.label[k]) ans_ok = false;
                 }
                 auto & c = em[{int(s.mode), s.level}];
                 c.first += ok;
                 c.second += 1;
+                if (close_at >= 0) {
+                    auto & ca = em_answer[{int(s.mode), s.level}];
+                    ca.first += ans_ok;
+                    ca.second += 1;
+                }
             }
         }
-        std::string line = "  val loss " + std::to_string(loss_sum / nb).substr(0, 6) + " | answer exact (teacher-forced):";
+        std::string line = "  val loss " + std::to_string(loss_sum / nb).substr(0, 6) + " | exact, teacher-forced, every target token:";
         for (int m : val_modes) {
             line += std::string(" ") + mode_name(Mode(m));
             for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
@@ -295,6 +310,21 @@ int run_train(const TrainArgs & a) {
                 char b[16];
                 std::snprintf(b, sizeof b, " %3.0f%%", 100.0 * c.first / std::max(1, c.second));
                 line += b;
+            }
+        }
+        // Every target token above (a slow think's re-check rounds included); here only what follows the last
+        // </think>, teacher-forced: is the answer right once the think is closed?
+        if (think_close >= 0) {
+            line += " | from </think> on:";
+            for (int m : val_modes) {
+                if (Mode(m) == Mode::Fast) continue;  // the same as above: a fast answer is all after </think>
+                line += std::string(" ") + mode_name(Mode(m));
+                for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+                    auto c = em_answer[{m, l}];
+                    char b[16];
+                    std::snprintf(b, sizeof b, " %3.0f%%", 100.0 * c.first / std::max(1, c.second));
+                    line += b;
+                }
             }
         }
         std::fprintf(stderr, "%s\n", line.c_str());

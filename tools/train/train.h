@@ -36,10 +36,13 @@ struct TrainArgs {
     bool host_adamw = false;
     // The overthinking fine-tune (scripts/train-overthink.sh): --profile overthink selects its texts and mixture
     // (tools/train/data.h) and writes Qwen3's real chat template; --init-from starts an empty checkpoint dir from
-    // a trained model instead of random weights, with qwen3.context_length set to --ctx (0: keep the file's).
+    // a trained model instead of random weights, with qwen3.context_length set to --ctx (0: keep the file's) and
+    // qwen3.rope.freq_base to --rope-base (0: keep the file's; a larger base for a longer context, as Code Llama's
+    // "adjusted base frequency" or NTK-aware scaling: base * s^(D/(D-2)) for s times the trained context).
     std::string profile = "classic";
     std::string init_from;
     int ctx = 0;
+    float rope_base = 0;
 };
 
 // The run's own LR state on top of the schedule: an --rewarm-step ramp after a resume or a spike-guard restore, and
