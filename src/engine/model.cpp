@@ -3,13 +3,16 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "ggml-backend.h"
 #include "gguf.h"
 #include "kvlens/error.h"
 #include "kvlens/log.h"
+#include "kvlens/rpc.h"
 #include "llama.h"
 
 namespace kvlens {
@@ -80,9 +83,28 @@ std::shared_ptr<Model> Model::load(const ModelParams & p) {
     init_logging();
     std::string arch = validate_gguf(p.path);
     llama_backend_init();
+    if (!p.rpc.empty()) add_rpc_servers(parse_rpc_servers(p.rpc));  // probed first: ggml aborts on a dead one
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p.n_gpu_layers;
     mp.vocab_only = p.vocab_only;
+    std::vector<float> split(llama_max_devices(), 0.0f);
+    if (!p.tensor_split.empty()) {
+        size_t n_dev = 0;  // the devices llama.cpp splits layers over: GPUs and RPC servers
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+            const auto t = ggml_backend_dev_type(ggml_backend_dev_get(i));
+            n_dev += t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
+        }
+        if (p.tensor_split.size() > n_dev)
+            throw Error("-ts gives " + std::to_string(p.tensor_split.size()) + " shares but there are " +
+                        std::to_string(n_dev) + " GPU/RPC devices (kvlens info --rpc ... lists them)");
+        float sum = 0;
+        for (size_t i = 0; i < p.tensor_split.size(); ++i) {
+            if (!(p.tensor_split[i] >= 0.0f) || !std::isfinite(p.tensor_split[i])) throw Error("-ts: shares must be finite and >= 0");
+            split[i] = p.tensor_split[i], sum += split[i];
+        }
+        if (!(sum > 0)) throw Error("-ts: the shares sum to 0");
+        mp.tensor_split = split.data();
+    }
     llama_model * m = llama_model_load_from_file(p.path.c_str(), mp);
     if (!m) throw Error("llama.cpp could not load '" + p.path + "' (architecture '" + arch + "'; run with -v for details)");
     std::shared_ptr<Model> model(new Model());

@@ -15,7 +15,13 @@ namespace kvlens::cli {
 
 void add_model_flags(CLI::App & app, CommonArgs & a) {
     app.add_option("-m,--model", a.model.path, "model GGUF path")->required();
-    app.add_option("--ngl,--n-gpu-layers", a.model.n_gpu_layers, "layers to offload to the GPU (-ngl)");
+    a.model.n_gpu_layers = -1;
+    app.add_option("--ngl,--n-gpu-layers", a.model.n_gpu_layers,
+                   "layers to offload to GPU/RPC devices (-ngl; -1: all when --rpc is given, else 0)");
+    app.add_option("--rpc", a.model.rpc,
+                   "llama.cpp RPC servers HOST:PORT[,HOST:PORT...] (ggml-rpc-server; offloaded layers go there)");
+    app.add_option("--ts,--tensor-split", a.tensor_split,
+                   "share of the offloaded layers per GPU/RPC device, N0,N1,... (-ts; default: by free memory)");
     app.add_flag("-v,--verbose", a.verbose, "show llama.cpp's log (-vv: everything)");
 }
 
@@ -57,7 +63,16 @@ int parse(CLI::App & app, int argc, char ** argv) {
 
 std::shared_ptr<Model> load_model(const CommonArgs & a) {
     set_verbosity(a.verbose);
-    return Model::load(a.model);
+    ModelParams p = a.model;
+    if (p.n_gpu_layers < -1) throw Error("-ngl must be >= -1 (got " + std::to_string(p.n_gpu_layers) + ")");
+    if (p.n_gpu_layers == -1) p.n_gpu_layers = p.rpc.empty() ? 0 : 9999;  // llama.cpp's "all"
+    if (!a.tensor_split.empty()) {
+        p.tensor_split.clear();
+        std::string ts = a.tensor_split;
+        std::replace(ts.begin(), ts.end(), '/', ',');  // llama.cpp takes "3,1" and "3/1"
+        for (double x : parse_numbers(ts, "-ts")) p.tensor_split.push_back((float) x);
+    }
+    return Model::load(p);
 }
 
 std::string read_prompt(const std::string & prompt, const std::string & file) {

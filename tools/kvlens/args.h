@@ -18,12 +18,13 @@ namespace kvlens::cli {
 
 struct CommonArgs {
     ModelParams model;
+    std::string tensor_split;  // -ts N0,N1,...
     SessionParams session;
     SamplingParams sampling;
     int verbose = 0;
 };
 
-void add_model_flags(CLI::App & app, CommonArgs & a);     // -m -ngl -v
+void add_model_flags(CLI::App & app, CommonArgs & a);     // -m -ngl --rpc -ts -v
 void add_session_flags(CLI::App & app, CommonArgs & a);   // -c -b -ub -t -fa -ctk -ctv
 void add_sampling_flags(CLI::App & app, CommonArgs & a);  // --temp --top-k --top-p -s
 

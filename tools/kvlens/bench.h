@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "kvlens/error.h"
+#include "kvlens/session.h"
 
 #define KVLENS_HAVE_BENCH_REGISTRY 1
 
@@ -25,6 +26,29 @@ inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
 }
+
+// A realistic minimal tap subscriber: touches every float it is handed (like a running mean would).
+struct SumConsumer : TapConsumer {
+    double sum = 0;
+    void on_kv(int, int, const float * k, const float * v, int n) override {
+        for (int i = 0; i < n; ++i) sum += k[i] + v[i];
+    }
+    void on_hidden(int, int, const float * h, int n) override {
+        for (int i = 0; i < n; ++i) sum += h[i];
+    }
+};
+
+// One configuration of an interleaved decode benchmark (bench tap, bench rpc): a session set up with its tap, and
+// the tokens/s of each counted repetition (prefill and decode wall-clock, decode per process-CPU-second).
+struct TapRun {
+    std::string name;
+    TapSpec spec;
+    Session * session = nullptr;
+    std::vector<double> prefill_tps, decode_tps, decode_cpu_tps;
+};
+// reps + 1 rounds (the first warms up): each session prefills `prompt`, then all decode n_decode tokens token by
+// token in rotating order, so load on the machine hits every configuration alike. Progress on stderr.
+void run_interleaved(std::vector<TapRun> & runs, const std::vector<Token> & prompt, int n_decode, int reps);
 
 #define KVLENS_BENCH(name, help, fn) \
     static ::kvlens::cli::BenchRegistrar KVLENS_CAT(kvlens_bench_, __LINE__)(name, help, fn)

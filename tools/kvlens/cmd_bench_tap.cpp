@@ -19,26 +19,47 @@
 using namespace kvlens;
 using kvlens::cli::median;
 
-namespace {
+namespace kvlens::cli {
 
-// A realistic minimal subscriber: touches every float it is handed (like a running mean would).
-struct SumConsumer : TapConsumer {
-    double sum = 0;
-    void on_kv(int, int, const float * k, const float * v, int n) override {
-        for (int i = 0; i < n; ++i) sum += k[i] + v[i];
+void run_interleaved(std::vector<TapRun> & cfgs, const std::vector<Token> & prompt, int n_decode, int reps) {
+    using clk = std::chrono::steady_clock;
+    const int n_prompt = (int) prompt.size();
+    auto t_start = clk::now();
+    // Decode is interleaved token by token across the configurations (round robin), so whatever else the
+    // machine does hits every configuration alike; prefill alternates run by run.
+    for (int r = 0; r < reps + 1; ++r) {  // rep 0 warms up and is not counted
+        std::vector<double> wall(cfgs.size(), 0), cpu(cfgs.size(), 0);
+        for (size_t i = 0; i < cfgs.size(); ++i) {
+            Session & s = *cfgs[i].session;
+            s.clear();
+            auto t0 = clk::now();
+            s.eval(prompt);
+            auto t1 = clk::now();
+            if (r > 0) cfgs[i].prefill_tps.push_back(n_prompt / std::chrono::duration<double>(t1 - t0).count());
+        }
+        for (int k = 0; k < n_decode; ++k) {
+            for (size_t j = 0; j < cfgs.size(); ++j) {
+                size_t i = (j + k) % cfgs.size();  // rotate who goes first
+                Session & s = *cfgs[i].session;
+                Token t = s.sample();
+                auto t1 = clk::now();
+                double c1 = process_cpu_seconds();
+                s.eval({t});
+                cpu[i] += process_cpu_seconds() - c1;
+                wall[i] += std::chrono::duration<double>(clk::now() - t1).count();
+            }
+        }
+        if (r > 0)
+            for (size_t i = 0; i < cfgs.size(); ++i) {
+                cfgs[i].decode_tps.push_back(n_decode / wall[i]);
+                cfgs[i].decode_cpu_tps.push_back(n_decode / cpu[i]);
+            }
+        double el = std::chrono::duration<double>(clk::now() - t_start).count();
+        std::fprintf(stderr, "  rep %d/%d done, %.0f s elapsed, ETA %.0f s\n", r, reps, el, el / (r + 1) * (reps - r));
     }
-    void on_hidden(int, int, const float * h, int n) override {
-        for (int i = 0; i < n; ++i) sum += h[i];
-    }
-};
+}
 
-struct Config {
-    std::string name;
-    TapSpec spec;
-    std::vector<double> prefill_tps, decode_tps, decode_cpu_tps;  // wall and per process-CPU-second
-};
-
-}  // namespace
+}  // namespace kvlens::cli
 
 static int bench_tap(int argc, char ** argv) {
     CLI::App app{"tap overhead: tokens/s with the tap off / last 4 layers / all layers / hidden states, as ratios", "kvlens bench tap"};
@@ -75,7 +96,7 @@ static int bench_tap(int argc, char ** argv) {
     std::vector<int> all, last4;
     for (int l = 0; l < f.n_layer; ++l) all.push_back(l);
     for (int l = std::max(0, f.n_layer - 4); l < f.n_layer; ++l) last4.push_back(l);
-    std::vector<Config> cfgs(4);
+    std::vector<cli::TapRun> cfgs(4);
     cfgs[0].name = "tap off";
     cfgs[1].name = "K/V last 4 layers", cfgs[1].spec.layers = last4;
     cfgs[2].name = "K/V all layers", cfgs[2].spec.layers = all;
@@ -83,48 +104,16 @@ static int bench_tap(int argc, char ** argv) {
     cfgs[3].spec.hidden = cfgs[3].spec.hidden_embedding = true;
 
     std::vector<std::unique_ptr<Session>> sessions;
-    SumConsumer sink;
+    cli::SumConsumer sink;
     for (auto & c : cfgs) {
         sessions.emplace_back(new Session(model, a.session));
         sessions.back()->set_tap(c.spec);
         sessions.back()->subscribe(&sink);
+        c.session = sessions.back().get();
     }
-    using clk = std::chrono::steady_clock;
     std::fprintf(stderr, "bench tap: %s (%s, %d layers), %d prompt + %d decode tokens, %d reps x %zu configs\n",
                  a.model.path.c_str(), f.arch.c_str(), f.n_layer, n_prompt, n_decode, reps, cfgs.size());
-    auto t_start = clk::now();
-    // Decode is interleaved token by token across the configurations (round robin), so whatever else the
-    // machine does hits every configuration alike; prefill alternates run by run.
-    for (int r = 0; r < reps + 1; ++r) {  // rep 0 warms up and is not counted
-        std::vector<double> wall(cfgs.size(), 0), cpu(cfgs.size(), 0);
-        for (size_t i = 0; i < cfgs.size(); ++i) {
-            Session & s = *sessions[i];
-            s.clear();
-            auto t0 = clk::now();
-            s.eval(prompt);
-            auto t1 = clk::now();
-            if (r > 0) cfgs[i].prefill_tps.push_back(n_prompt / std::chrono::duration<double>(t1 - t0).count());
-        }
-        for (int k = 0; k < n_decode; ++k) {
-            for (size_t j = 0; j < cfgs.size(); ++j) {
-                size_t i = (j + k) % cfgs.size();  // rotate who goes first
-                Session & s = *sessions[i];
-                Token t = s.sample();
-                auto t1 = clk::now();
-                double c1 = process_cpu_seconds();
-                s.eval({t});
-                cpu[i] += process_cpu_seconds() - c1;
-                wall[i] += std::chrono::duration<double>(clk::now() - t1).count();
-            }
-        }
-        if (r > 0)
-            for (size_t i = 0; i < cfgs.size(); ++i) {
-                cfgs[i].decode_tps.push_back(n_decode / wall[i]);
-                cfgs[i].decode_cpu_tps.push_back(n_decode / cpu[i]);
-            }
-        double el = std::chrono::duration<double>(clk::now() - t_start).count();
-        std::fprintf(stderr, "  rep %d/%d done, %.0f s elapsed, ETA %.0f s\n", r, reps, el, el / (r + 1) * (reps - r));
-    }
+    cli::run_interleaved(cfgs, prompt, n_decode, reps);
     double p0 = median(cfgs[0].prefill_tps), d0 = median(cfgs[0].decode_tps), u0 = median(cfgs[0].decode_cpu_tps);
     std::printf("| config | prefill tok/s | ratio | decode tok/s | ratio | decode tok/CPU-s | ratio | decode slowdown (CPU) |\n"
                 "|---|---|---|---|---|---|---|---|\n");

@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "command.h"
+#include "kvlens/rpc.h"
 
 using namespace kvlens;
 
@@ -25,7 +26,8 @@ static int cmd_info(int argc, char ** argv) {
         {"file_bytes", f.file_bytes}, {"n_layer", f.n_layer}, {"n_head", f.n_head}, {"n_head_kv", f.n_head_kv},
         {"head_dim_k", f.head_dim_k}, {"head_dim_v", f.head_dim_v}, {"n_embd", f.n_embd},
         {"n_ctx_train", f.n_ctx_train}, {"n_vocab", f.n_vocab}, {"chat_template", model->has_chat_template()},
-        {"kv_bytes_per_token_f16", kv16}, {"kv_bytes_per_token_f32", kv32}, {"hidden_bytes_per_token_f32", hid}};
+        {"kv_bytes_per_token_f16", kv16}, {"kv_bytes_per_token_f32", kv32}, {"hidden_bytes_per_token_f32", hid},
+        {"devices", device_lines()}};
     if (json) {
         std::printf("%s\n", j.dump().c_str());
         return 0;
@@ -42,6 +44,7 @@ static int cmd_info(int argc, char ** argv) {
     std::printf("per token      KV cache %.0f B (f16) / %.0f B (f32); all-layer hidden states %.0f B (f32)\n", kv16, kv32, hid);
     std::printf("               KV row per layer: %d floats = [K;V] %d floats; hidden/KV(f32) = %.2fx\n",
                 f.kv_row(), 2 * f.kv_row(), hid / kv32);
+    for (const std::string & d : device_lines()) std::printf("device         %s\n", d.c_str());
     return 0;
 }
 

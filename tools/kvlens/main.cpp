@@ -17,7 +17,7 @@ std::map<std::string, Command> & registry() {
 }
 
 std::vector<std::string> normalize_llama_flags(int argc, char ** argv) {
-    static const char * multi[] = {"-ngl", "-fa", "-ctk", "-ctv", "-tb", "-ub", "-rea", "-np"};
+    static const char * multi[] = {"-ngl", "-ts", "-fa", "-ctk", "-ctv", "-tb", "-ub", "-rea", "-np"};
     std::vector<std::string> out;
     for (int i = 0; i < argc; ++i) {
         std::string a = argv[i];
