@@ -26,11 +26,11 @@ ASAN_BUILD ?= build-asan
 ASAN_LLAMA ?= $(abspath $(BUILD))
 ASAN_CFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # The model tests that take > 3 s each in `make test` (end-to-end CLI runs: the -np identity tables, kill tests,
-# the Node SDK client, the gate sample) run there only, and of the tests repeated per template or architecture the
+# the Node SDK client, the gate sample, the RPC records) run there only, and of the tests repeated per template or architecture the
 # heaviest repeats (each command on r1/qwen3/qwq templates: llama31's stays; eight sequences on llama/qwen2: qwen3's
 # stays), so the instrumented run stays near a minute; every other model test runs under the sanitizers.
 # ASAN_SKIP= (empty) runs them all.
-ASAN_SKIP ?= ^(Sequences\.(ThinkTable|ProbePrep)RecordsDoNotDependOnNp|serve_openai_node|BadInput\.(NewcomerFlags|FailedWritesLeaveNoHalfFile|FullDiskIsAnErrorNeverASilentSuccess|ThinkResumesItsRecordsAndRefusesOtherSettings)|TrainLoop\.SpikeGuard.*|ReasonerModel\.GatesOnFixedSample|ThinkModel\.CliPipelineAndErrors|ServeModel\.(EightSlotsAnswerAsAlone|ControlDisconnectQueueAndSigterm)|Kill\..*|CoeEngine\.(BatchedSamplesEqualSessionSamples|CliParallelRecordsEqualSequential)|CoeCli\.ChatModesOnRandomQwen3|RealTemplates/PromptTemplates\.EveryCommandBuildsTheTemplatesTokens/(r1|qwen3|qwq)|Archs/EngineTest\.EightSequencesEqualTheirSoloRuns/(llama|qwen2))( |$$)
+ASAN_SKIP ?= ^(Sequences\.(ThinkTable|ProbePrep)RecordsDoNotDependOnNp|serve_openai_node|BadInput\.(NewcomerFlags|FailedWritesLeaveNoHalfFile|FullDiskIsAnErrorNeverASilentSuccess|ThinkResumesItsRecordsAndRefusesOtherSettings)|TrainLoop\.SpikeGuard.*|ReasonerModel\.GatesOnFixedSample|ThinkModel\.CliPipelineAndErrors|ServeModel\.(EightSlotsAnswerAsAlone|ControlDisconnectQueueAndSigterm)|Kill\..*|CoeEngine\.(BatchedSamplesEqualSessionSamples|CliParallelRecordsEqualSequential)|CoeCli\.ChatModesOnRandomQwen3|Rpc\.CoeAndThinkRecordsEqualALocalRun|RealTemplates/PromptTemplates\.EveryCommandBuildsTheTemplatesTokens/(r1|qwen3|qwq)|Archs/EngineTest\.EightSequencesEqualTheirSoloRuns/(llama|qwen2))( |$$)
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 test-asan: build

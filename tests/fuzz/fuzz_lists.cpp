@@ -1,6 +1,6 @@
 // List parsers of flags: layer selections (parse_layers, src/tap/layers.cpp), level lists (arith_parse_levels),
 // the pooling / source names (parse_kv_part, ...), and the CLI's number lists (cli::parse_numbers, parse_ints:
-// --give-up, --sweep-tau, --npl, --clients). Input: byte 0 = the model's layer count, the rest the spec.
+// --give-up, --sweep-tau, --npl, --clients), and --rpc endpoint lists (parse_rpc_servers). Input: byte 0 = the model's layer count, the rest the spec.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include "kvlens/arith.h"
 #include "kvlens/error.h"
 #include "kvlens/pooling.h"
+#include "kvlens/rpc.h"
 #include "kvlens/tap.h"
 #include "validate.h"
 
@@ -40,6 +41,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     try {
         for (int i : cli::parse_ints(spec, "--npl"))
             if (i < 1) std::abort();
+    } catch (const Error &) {
+    }
+    try {
+        auto e = parse_rpc_servers(spec);  // the documented result: 1..16 endpoints, ports 1..65535, no duplicates
+        if (e.empty() || e.size() > 16) std::abort();
+        for (size_t i = 0; i < e.size(); ++i) {
+            if (e[i].port < 1 || e[i].port > 65535 || e[i].host.empty()) std::abort();
+            for (size_t j = 0; j < i; ++j)
+                if (e[j].text() == e[i].text()) std::abort();
+        }
     } catch (const Error &) {
     }
     return 0;
