@@ -7,7 +7,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/deps.sh"
 LLAMA_DIR="${KVLENS_LLAMA_DIR:-$ROOT/third_party/llama.cpp}"
 OUT="${1:-$ROOT/build/llama-server}"
-cmake -S "$LLAMA_DIR" -B "$OUT" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+# ggml-cpu as kvlens builds it: native, without Intel AMX unless KVLENS_GGML_AMX=ON (llama.cpp#20824)
+LAUNCH=()
+if [ "${KVLENS_GGML_AMX:-OFF}" != ON ] && [ "$(uname -m)" = x86_64 ]; then
+  LAUNCH=(-DCMAKE_C_COMPILER_LAUNCHER="$ROOT/scripts/cc-no-amx.sh" -DCMAKE_CXX_COMPILER_LAUNCHER="$ROOT/scripts/cc-no-amx.sh")
+fi
+cmake -S "$LLAMA_DIR" -B "$OUT" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF "${LAUNCH[@]}" \
   -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >/dev/null
 cmake --build "$OUT" --target llama-server

@@ -2,10 +2,12 @@
 //
 // Each sequence runs a SeqJob: its prompt is evaluated when it joins a free slot, then after every sampled token
 // the job says what happens next (go on, append control text, rewind, stop). Each llama_decode carries the next
-// token of every decoding sequence plus prompt chunks of joining ones, at most -b tokens, and is one ubatch
-// (n_ubatch = n_batch, unified KV cache: llama.cpp splits "simple", in batch order), so row r of a tapped tensor
-// is batch token r, whose (sequence, position) the engine laid out: the tap demultiplexes every decode, and a
-// consumer of a job receives exactly that sequence's K/V rows (and hidden states), in position order.
+// token of every decoding sequence plus prompt chunks of joining ones, at most -b tokens. With -np > 1 each sequence
+// has its own KV cache (llama.cpp's kv_unified = false, as llama-server's slots): attention reads only that
+// sequence's cells, and the tap maps each K/V row to its sequence by the cache row it is written to. A tap on
+// hidden states keeps one unified cache (one ubatch per decode, split "simple" in batch order: row r of a tapped
+// tensor is batch token r). Either way a consumer of a job receives exactly that sequence's K/V rows (and hidden
+// states), in position order.
 //
 // Context: -c is the whole cache; each sequence may hold at most -c / -np tokens (llama-server's split), so a
 // decode never runs out of cache cells.
@@ -100,6 +102,8 @@ public:
     struct Impl;
 
 private:
+    bool wants_unified(const TapSpec & t) const;
+    void make_context(bool unified);
     std::shared_ptr<Model> model_;
     std::unique_ptr<Impl> impl_;
     struct llama_context * ctx_ = nullptr;

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "context.h"
+#include "ggml-backend.h"
 #include "ggml.h"
 #include "kvlens/error.h"
 #include "llama.h"
@@ -16,12 +17,19 @@ using engine::TapKind;
 
 // During a decode the callback keeps, per layer and kind, the rows of the latest matching node (as BatchRunner);
 // after llama_decode returns they are handed out per batch row to the owning sequence's consumers.
+// Per-sequence caches (kv_unified = false): llama.cpp splits a decode into ubatches of whole sequences, each
+// sequence's tokens together and in order; the callback then appends every ubatch's K/V rows and, from the K
+// cache write's row indices (stream · cells + cell), the stream (= sequence) of each row.
 struct Engine::Impl {
     engine::TapFilter filter;
     int row = 0, n_embd = 0;
     bool active = false;
+    bool unified = true;
+    llama_context_params cparams{};
     std::vector<std::vector<float>> k, v, h;
     std::vector<int> nk, nv, nh;
+    std::vector<std::vector<int>> streams;  // per layer, non-unified: the stream of each K row
+    std::vector<int64_t> idx;
     std::vector<float> e;  // embedding-layer input rows
     int ne = 0;
     std::vector<uint8_t> scratch;
@@ -39,12 +47,26 @@ struct Engine::Impl {
     std::vector<Slot> slots;
     llama_batch batch{};
     std::vector<int> tok_slot, tok_pos;
+    std::vector<int> first_pos, seen;  // per slot: its first position in this decode (-1: none); rows handed out
 
     void clear_rows() {
         std::fill(nk.begin(), nk.end(), 0);
         std::fill(nv.begin(), nv.end(), 0);
         std::fill(nh.begin(), nh.end(), 0);
+        for (auto & s : streams) s.clear();
         ne = 0;
+    }
+    // non-unified: the stream of each row the K cache write `t` stores (its row indices over all streams)
+    bool read_streams(const ggml_tensor * t, int layer) {
+        const ggml_tensor * ix = t->src[1];
+        const ggml_tensor * base = t;
+        while (base->view_src) base = base->view_src;
+        const int64_t cells = base->ne[1];
+        if (!ix || ix->type != GGML_TYPE_I64 || cells <= 0 || !ggml_is_contiguous(ix)) return false;
+        idx.resize(ggml_nelements(ix));
+        ggml_backend_tensor_get(const_cast<ggml_tensor *>(ix), idx.data(), 0, ggml_nbytes(ix));
+        for (int64_t i : idx) streams[layer].push_back((int) (i / cells));
+        return true;
     }
     void on_tensor(const ggml_tensor * t, TapKind kind, int layer) {
         const ggml_tensor * d = engine::data_tensor(t, kind);
@@ -59,6 +81,13 @@ struct Engine::Impl {
         }
         auto & dst = kind == TapKind::K ? k[layer] : kind == TapKind::V ? v[layer] : h[layer];
         auto & cnt = kind == TapKind::K ? nk[layer] : kind == TapKind::V ? nv[layer] : nh[layer];
+        if (!unified && kind != TapKind::Hidden) {  // several ubatches per decode: append
+            if (kind == TapKind::K && !read_streams(t, layer)) return;
+            dst.resize((size_t) cnt * width);
+            dst.insert(dst.end(), buf.begin(), buf.begin() + (size_t) n * width);
+            cnt += n;
+            return;
+        }
         dst.assign(buf.begin(), buf.begin() + (size_t) n * width);  // the latest node of this name wins
         cnt = n;
     }
@@ -75,9 +104,8 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineParams & p) : model_(st
         throw Error("a context of " + std::to_string(n_ctx_) + " tokens (-c) cannot hold " + std::to_string(n_par_) +
                     " sequences (-np): raise -c or lower -np");
     n_batch_ = (int) cp.n_batch;
-    cp.n_ubatch = cp.n_batch;  // one decode = one ubatch: batch row r is tapped row r
+    cp.n_ubatch = cp.n_batch;  // unified: one decode = one ubatch, batch row r is tapped row r
     cp.n_seq_max = n_par_;
-    cp.kv_unified = true;
     impl_->row = f.kv_row();
     impl_->n_embd = f.n_embd;
     impl_->k.resize(f.n_layer);
@@ -86,13 +114,31 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineParams & p) : model_(st
     impl_->nk.assign(f.n_layer, 0);
     impl_->nv.assign(f.n_layer, 0);
     impl_->nh.assign(f.n_layer, 0);
+    impl_->streams.resize(f.n_layer);
     impl_->filter.build(tap_, f.n_layer);
     impl_->slots.resize(n_par_);
+    impl_->first_pos.assign(n_par_, -1);
+    impl_->seen.assign(n_par_, 0);
     cp.cb_eval = &engine::tap_eval_callback<Impl>;
     cp.cb_eval_user_data = impl_.get();
+    impl_->cparams = cp;
+    make_context(wants_unified(tap_));
+    impl_->batch = llama_batch_init(n_batch_, 0, 1);
+}
+
+// Each sequence its own cache (llama-server's layout with -np: attention reads only that sequence's cells), unless
+// the tap reads hidden states, whose pruned last-layer rows carry no stream: those keep one unified cache.
+bool Engine::wants_unified(const TapSpec & t) const {
+    return n_par_ == 1 || (t.hidden && !t.layers.empty()) || t.hidden_embedding;
+}
+
+void Engine::make_context(bool unified) {
+    if (ctx_) llama_free(ctx_), ctx_ = nullptr;
+    llama_context_params cp = impl_->cparams;
+    cp.kv_unified = unified;
+    impl_->unified = unified;
     ctx_ = llama_init_from_model(model_->raw(), cp);
     if (!ctx_) throw Error("llama.cpp could not create a context of " + std::to_string(n_ctx_) + " tokens");
-    impl_->batch = llama_batch_init(n_batch_, 0, 1);
 }
 
 Engine::~Engine() {
@@ -106,6 +152,7 @@ void Engine::set_tap(const TapSpec & spec) {
     const ModelFacts & f = model_->facts();
     tap_ = engine::validated_tap(spec, f);
     impl_->filter.build(tap_, f.n_layer);
+    if (wants_unified(tap_) != impl_->unified) make_context(!impl_->unified);  // between runs: the cache is empty
 }
 
 std::vector<uint8_t> Engine::state_data(int seq) const {
@@ -212,33 +259,44 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
             if (n_active == 0) break;
             st.max_active = std::max(st.max_active, n_active);
 
-            // the batch: decoding sequences first (one token each), then prompt / control chunks
+            // the batch: decoding sequences first in the budget (one token each), then prompt / control chunks.
+            // Unified cache: laid out in that order. Per-sequence caches: laid out in slot order, each slot's tokens
+            // together (llama.cpp's split_equal takes runs of consecutive sequence ids into one ubatch).
             llama_batch & b = im.batch;
             b.n_tokens = 0;
             im.tok_slot.clear();
             im.tok_pos.clear();
-            for (int pass = 0; pass < 2; ++pass)
-                for (int s = 0; s < n_par_; ++s) {
+            std::fill(im.first_pos.begin(), im.first_pos.end(), -1);
+            std::vector<int> take(n_par_, 0), order;
+            int budget = n_batch_;
+            for (int pass = 0; pass < 2 && budget > 0; ++pass)
+                for (int s = 0; s < n_par_ && budget > 0; ++s) {
                     Slot & sl = im.slots[s];
                     if (!sl.job) continue;
                     const int left = (int) (sl.pending.size() - sl.off);
                     if (left <= 0 || (pass == 0) != (left == 1 && sl.n_past > 0)) continue;
-                    const int take = std::min(left, n_batch_ - b.n_tokens);
-                    for (int i = 0; i < take; ++i) {
-                        const int j = b.n_tokens++;
-                        b.token[j] = sl.pending[sl.off + i];
-                        b.pos[j] = sl.n_past + i;
-                        b.n_seq_id[j] = 1;
-                        b.seq_id[j][0] = s;
-                        b.logits[j] = sl.off + i + 1 == sl.pending.size();
-                        im.tok_slot.push_back(s);
-                        im.tok_pos.push_back(sl.n_past + i);
-                    }
-                    sl.off += take;
-                    sl.n_past += take;
-                    sl.out = sl.off == sl.pending.size() ? b.n_tokens - 1 : -1;
-                    if (b.n_tokens == n_batch_) break;
+                    take[s] = std::min(left, budget);
+                    budget -= take[s];
+                    order.push_back(s);
                 }
+            if (!im.unified) std::sort(order.begin(), order.end());
+            for (int s : order) {
+                Slot & sl = im.slots[s];
+                im.first_pos[s] = sl.n_past;
+                for (int i = 0; i < take[s]; ++i) {
+                    const int j = b.n_tokens++;
+                    b.token[j] = sl.pending[sl.off + i];
+                    b.pos[j] = sl.n_past + i;
+                    b.n_seq_id[j] = 1;
+                    b.seq_id[j][0] = s;
+                    b.logits[j] = sl.off + i + 1 == sl.pending.size();
+                    im.tok_slot.push_back(s);
+                    im.tok_pos.push_back(sl.n_past + i);
+                }
+                sl.off += take[s];
+                sl.n_past += take[s];
+                sl.out = sl.off == sl.pending.size() ? b.n_tokens - 1 : -1;
+            }
             // slots not in this batch have nothing to sample
             std::vector<char> in_batch(n_par_, 0);
             for (int s : im.tok_slot) in_batch[s] = 1;
@@ -271,10 +329,24 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                     if (im.nk[l] != nt || im.nv[l] != nt)
                         throw Error("tap: layer " + std::to_string(l) + " gave " + std::to_string(im.nk[l]) + "/" +
                                     std::to_string(im.nv[l]) + " K/V rows for " + std::to_string(nt) + " tokens");
-                    for (int r = 0; r < nt; ++r)
-                        each(r, [&](TapConsumer * c) {
-                            c->on_kv(l, im.tok_pos[r], im.k[l].data() + (size_t) r * im.row, im.v[l].data() + (size_t) r * im.row, im.row);
-                        });
+                    if (im.unified) {
+                        for (int r = 0; r < nt; ++r)
+                            each(r, [&](TapConsumer * c) {
+                                c->on_kv(l, im.tok_pos[r], im.k[l].data() + (size_t) r * im.row, im.v[l].data() + (size_t) r * im.row, im.row);
+                            });
+                    } else {
+                        // row r belongs to stream (= slot) streams[l][r]; a slot's rows come in position order
+                        if ((int) im.streams[l].size() != nt) throw Error("tap: layer " + std::to_string(l) + " gave no row streams");
+                        std::fill(im.seen.begin(), im.seen.end(), 0);
+                        for (int r = 0; r < nt; ++r) {
+                            const int s = im.streams[l][r];
+                            if (s < 0 || s >= n_par_ || im.first_pos[s] < 0 || !im.slots[s].job)
+                                throw Error("tap: layer " + std::to_string(l) + " row " + std::to_string(r) + " of no sequence in this decode");
+                            const int pos = im.first_pos[s] + im.seen[s]++;
+                            for (TapConsumer * c : im.slots[s].job->consumers)
+                                c->on_kv(l, pos, im.k[l].data() + (size_t) r * im.row, im.v[l].data() + (size_t) r * im.row, im.row);
+                        }
+                    }
                 }
                 if (!tap_.hidden) continue;
                 if (im.nh[l] == nt) {

@@ -157,7 +157,9 @@ protected:
 
 }  // namespace
 
-TEST_P(EngineTest, EightSequencesEqualTheirSoloRuns) {
+// hidden: the tap also reads hidden states (one unified cache); else K/V only (a cache per sequence, whose rows the
+// engine maps to sequences by their cache row: several ubatches per decode).
+void eight_sequences(const std::shared_ptr<Model> & m_, bool hidden) {
     SessionParams sp;
     sp.n_ctx = 1024;
     sp.n_batch = sp.n_ubatch = 16;
@@ -166,7 +168,7 @@ TEST_P(EngineTest, EightSequencesEqualTheirSoloRuns) {
     sp.cache_type_k = sp.cache_type_v = "f32";
     TapSpec spec;
     spec.layers = {0, 1, 2};
-    spec.hidden = spec.hidden_embedding = true;
+    spec.hidden = spec.hidden_embedding = hidden;
 
     const char * texts[8] = {"Hi", "The KV cache is a free representation.", "12 + 34 = 46, and 7 * 8 = 56.",
                              "Once upon a time", "A", "Adaptive thinking picks fast or slow up front and may switch once.",
@@ -223,8 +225,13 @@ TEST_P(EngineTest, EightSequencesEqualTheirSoloRuns) {
                 EXPECT_EQ(0, std::memcmp(it->second.data(), ss.k[l].data() + c * ss.row, ss.row * 4));
                 EXPECT_EQ(0, std::memcmp(j.rows.v[{l, ss.pos[c]}].data(), ss.v[l].data() + c * ss.row, ss.row * 4));
             }
+        if (hidden) EXPECT_FALSE(j.rows.h.empty()) << i;
     }
 }
+
+TEST_P(EngineTest, EightSequencesEqualTheirSoloRuns) { eight_sequences(m_, true); }
+
+TEST_P(EngineTest, EightSequencesOnPerSequenceCachesEqualTheirSoloRuns) { eight_sequences(m_, false); }
 
 TEST_P(EngineTest, ContextShareAndBadInput) {
     EngineParams ep;

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -233,6 +234,28 @@ bool same(const json & a, const json & b, std::string & where) {
     return a == b;
 }
 
+// Table 3 as printed: every line equal (means of counts, accuracies, decisions), but an AUROC line may move by one
+// pair's flip (< 0.0025 here): its scores are floats that agree within the records' 2e-3, so two answers whose
+// KV-CoE C nearly tie can swap order at another -np (per-sequence caches split a decode into other ubatches,
+// and ggml picks its matmul kernel by batch size).
+void expect_same_table(const std::string & got, const std::string & want, int np) {
+    std::istringstream g(got), w(want);
+    std::string lg, lw;
+    int n = 0;
+    while (std::getline(w, lw)) {
+        ++n;
+        ASSERT_TRUE((bool) std::getline(g, lg)) << "-np " << np << ": the table ends at line " << n << ":\n" << got;
+        const size_t colon = lw.rfind(": ");
+        if (lw.find("AUROC") != std::string::npos && colon != std::string::npos && lg.size() > colon &&
+            lg.compare(0, colon, lw, 0, colon) == 0) {
+            EXPECT_NEAR(std::stod(lg.substr(colon + 2)), std::stod(lw.substr(colon + 2)), 0.0025) << "-np " << np << ": " << lg;
+            continue;
+        }
+        EXPECT_EQ(lg, lw) << "the printed Table 3 differs at -np " << np << ", line " << n;
+    }
+    EXPECT_FALSE((bool) std::getline(g, lg)) << "-np " << np << ": extra lines";
+}
+
 void expect_same(const std::vector<json> & a, const std::vector<json> & b, const char * what) {
     ASSERT_EQ(a.size(), b.size()) << what;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -260,7 +283,7 @@ TEST(Sequences, ThinkTableRecordsDoNotDependOnNp) {
                                  &log);
         ASSERT_EQ(rc, 0) << log;
         if (np == 1) table1 = log;
-        else EXPECT_EQ(log, table1) << "the printed Table 3 differs at -np " << np;  // means of counts, AUROCs
+        else expect_same_table(log, table1, np);
         recs.push_back(records(out));
     }
     ASSERT_EQ(recs[0].size(), 100u);

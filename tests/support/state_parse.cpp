@@ -23,15 +23,8 @@ struct Reader {
         p += n * 4;
     }
 };
-}  // namespace
-
-bool parse_seq_state(const std::vector<uint8_t> & data, SeqState & s) {
-    Reader r{data};
-    if (r.get<uint32_t>() != 0xaf143cd8u) return false;
-    r.get<int32_t>();  // seq_id
-    uint32_t n_stream = r.get<uint32_t>();
-    if (n_stream != 1) return false;
-    uint32_t cells = r.get<uint32_t>();
+// The cells of one stream: positions (and their sequences), then K rows per layer, then V (maybe transposed).
+bool parse_stream(Reader & r, uint32_t cells, SeqState & s) {
     for (uint32_t i = 0; i < cells; ++i) {
         s.pos.push_back(r.get<int32_t>());
         uint32_t n_seq = r.get<uint32_t>();
@@ -61,6 +54,25 @@ bool parse_seq_state(const std::vector<uint8_t> & data, SeqState & s) {
             for (uint32_t j = 0; j < n_embd_v; ++j)
                 for (uint32_t c = 0; c < cells; ++c) s.v[l][(size_t) c * n_embd_v + j] = t[(size_t) j * cells + c];
         }
+    }
+    return r.ok;
+}
+
+}  // namespace
+
+bool parse_seq_state(const std::vector<uint8_t> & data, SeqState & s) {
+    Reader r{data};
+    if (r.get<uint32_t>() != 0xaf143cd8u) return false;
+    r.get<int32_t>();  // seq_id
+    // one stream (unified cache) or one per sequence (kv_unified = false): the empty ones are a zero cell count
+    const uint32_t n_stream = r.get<uint32_t>();
+    if (n_stream < 1 || n_stream > 256) return false;
+    int filled = 0;
+    for (uint32_t st = 0; st < n_stream && r.ok; ++st) {
+        const uint32_t cells = r.get<uint32_t>();
+        if (cells == 0) continue;
+        if (++filled > 1) return false;  // one sequence lives in one stream
+        if (!parse_stream(r, cells, s)) return false;
     }
     return r.ok && r.p == data.size();
 }
