@@ -51,7 +51,7 @@ std::shared_ptr<Model> model_for(const Arch & a) {
 SessionParams params(const char * fa = "off", const char * ct = "f32") {
     SessionParams p;
     p.n_ctx = 256;
-    p.n_threads = 2;
+    p.n_threads = 1;
     p.flash_attn = fa;
     p.cache_type_k = p.cache_type_v = ct;
     return p;

@@ -321,7 +321,7 @@ TEST_F(BadInput, CoeRefusesEmptyDataAndMixedResumes) {
     expect_one_clear_error(kvlens("coe -m " + R + " --data " + dir.path + "/empty.jsonl --format arith -o " + dir.path + "/e.jsonl"),
                            "no rows");
     ASSERT_EQ(kvlens("arith -n 3 -o " + dir.path + "/a.jsonl").rc, 0);
-    const std::string c = "coe --data " + dir.path + "/a.jsonl --format arith -o " + dir.path + "/r.jsonl ";
+    const std::string c = "coe -t 1 --data " + dir.path + "/a.jsonl --format arith -o " + dir.path + "/r.jsonl ";
     Outcome o = kvlens(c + "-m " + R + " --limit 2");
     ASSERT_EQ(o.rc, 0) << o.out;
     EXPECT_NE(o.out.find("mode slow"), std::string::npos) << "a think template defaults to slow mode: " << o.out;

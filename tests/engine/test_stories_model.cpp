@@ -34,7 +34,7 @@ SessionParams exact_params() {
     SessionParams p;
     p.n_ctx = 512;
     p.cache_type_k = p.cache_type_v = "f32";
-    p.n_threads = 2;
+    p.n_threads = 1;
     p.flash_attn = "off";  // CPU flash attention rounds Q to f16: fine for inference, not for a 1e-4 check
     return p;
 }

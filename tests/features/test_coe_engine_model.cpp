@@ -49,7 +49,7 @@ TEST(CoeEngine, BatchedSamplesEqualSessionSamples) {
     o.max_tokens = 128;
     SessionParams sp;
     sp.n_ctx = 256;
-    sp.n_threads = 2;
+    sp.n_threads = 1;
     sp.flash_attn = "off";
     sp.cache_type_k = sp.cache_type_v = "f32";
     Session s(m, sp);
