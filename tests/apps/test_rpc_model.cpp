@@ -217,17 +217,21 @@ TEST(Rpc, KvDumpRowsEqualALocalRun) {
 }
 
 // coe (KV-CoE records: scores from the tapped rows) and think (classifier decisions from the tapped rows, the
-// generated tokens, the switch) with layers on the servers: the local run's records.
+// generated tokens, the switch; on the random Qwen3, which has no classifier, the slow policy) with layers on the
+// servers: the local run's records.
 TEST(Rpc, CoeAndThinkRecordsEqualALocalRun) {
     test::TempDir d;
     TwoServers s(d.path);
     REQUIRE_SERVERS(s);
     ASSERT_EQ(cli("arith -n 3 --seed 7 -o " + d.path + "/q.jsonl").rc, 0);
     const std::string rpc = " " + s.rpc() + " -ngl 4 -ts 1,2";
+    const std::string qwen3 = qwen3_model(d.path);
     const std::vector<std::string> runs = {
         "coe -m " + reasoner() + " --data " + d.path + "/q.jsonl --format arith -n 96" + kF32,
-        "coe -m " + qwen3_model(d.path) + " --data " + d.path + "/q.jsonl --format arith --mode slow -n 8" + kF32,
+        "coe -m " + qwen3 + " --data " + d.path + "/q.jsonl --format arith --mode slow -n 8" + kF32,
         "think -m " + reasoner() + " --classifier " + classifier() + " --arith 3 --slow-cap 160" + kF32,
+        // a random model has no classifier of its own: its think runs with a fixed policy
+        "think -m " + qwen3 + " --policy slow --arith 3 --slow-cap 8" + kF32,
     };
     for (size_t i = 0; i < runs.size(); ++i) {
         const std::string local = d.path + "/local" + std::to_string(i) + ".jsonl", remote = d.path + "/rpc" + std::to_string(i) + ".jsonl";
