@@ -46,6 +46,11 @@ struct TapRun {
     Session * session = nullptr;
     std::vector<double> prefill_tps, decode_tps, decode_cpu_tps;
 };
+// A prompt of exactly n tokens (one sentence repeated), the same for every decode benchmark.
+std::vector<Token> bench_prompt(const Model & m, int n);
+// A loopback port nothing listens on right now (bound, then released), for servers a benchmark starts.
+int free_port();
+
 // reps + 1 rounds (the first warms up): each session prefills `prompt`, then all decode n_decode tokens token by
 // token in rotating order, so load on the machine hits every configuration alike. Progress on stderr.
 void run_interleaved(std::vector<TapRun> & runs, const std::vector<Token> & prompt, int n_decode, int reps);

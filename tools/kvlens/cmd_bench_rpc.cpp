@@ -31,17 +31,6 @@ using kvlens::cli::median;
 
 namespace {
 
-int free_port() {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (sockaddr *) &a, sizeof a) != 0) throw Error("bench rpc: cannot find a free port");
-    socklen_t len = sizeof a;
-    getsockname(s, (sockaddr *) &a, &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 // ggml-rpc-server children on 127.0.0.1, stopped when this goes away (and killed if the bench dies).
 struct LocalServers {
@@ -49,7 +38,7 @@ struct LocalServers {
     std::vector<std::string> endpoints;
     LocalServers(int n, int threads, bool verbose) {
         for (int i = 0; i < n; ++i) {
-            const int port = free_port();
+            const int port = cli::free_port();
             pid_t p = fork();
             if (p == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -137,10 +126,7 @@ static int bench_rpc(int argc, char ** argv) {
     auto local_model = cli::load_model(local);  // the same weights, every layer on this host
     const ModelFacts & f = remote_model->facts();
     if (a.session.n_ctx == 0) a.session.n_ctx = n_prompt + n_decode + 8;
-    std::vector<Token> prompt;
-    auto piece = remote_model->tokenize(" The KV cache an LLM keeps anyway is a free representation.", false);
-    while ((int) prompt.size() < n_prompt) prompt.insert(prompt.end(), piece.begin(), piece.end());
-    prompt.resize(n_prompt);
+    const std::vector<Token> prompt = cli::bench_prompt(*remote_model, n_prompt);
 
     std::vector<int> all, last4;
     for (int l = 0; l < f.n_layer; ++l) all.push_back(l);

@@ -45,20 +45,6 @@ std::string self_exe() {
     return exe;
 }
 
-int free_port() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (sockaddr *) &a, sizeof a) != 0 || getsockname(fd, (sockaddr *) &a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        throw Error("cannot find a free loopback port");
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 // A server child process: its stderr/stdout in a log file, SIGTERM when done.
 struct Child {
@@ -186,6 +172,25 @@ Load load(int port, int clients, int n, const std::function<json(int)> & body, c
 
 }  // namespace
 
+namespace kvlens::cli {
+
+int free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (sockaddr *) &a, sizeof a) != 0 || getsockname(fd, (sockaddr *) &a, &len) != 0) {
+        if (fd >= 0) close(fd);
+        throw Error("cannot find a free loopback port");
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+}  // namespace kvlens::cli
+
 static int bench_serve(int argc, char ** argv) {
     CLI::App app{"kvlens serve vs llama-server: completion tokens/s and p50/p99 latency at 1, 4, 8 clients (+ a soak)",
                  "kvlens bench serve"};
@@ -237,7 +242,7 @@ static int bench_serve(int argc, char ** argv) {
 
     std::unique_ptr<Child> ref, kv;
     if (!llama_server.empty()) {
-        const int p = free_port();
+        const int p = cli::free_port();
         std::vector<std::string> args = {llama_server};
         args.insert(args.end(), common.begin(), common.end());
         for (const std::string & x : std::vector<std::string>{"--port", std::to_string(p), "--jinja", "-tb", t, "--no-webui", "--no-warmup"})
@@ -246,7 +251,7 @@ static int bench_serve(int argc, char ** argv) {
         ref = std::make_unique<Child>("llama-server", args, p);
     }
     {
-        const int p = free_port();
+        const int p = cli::free_port();
         std::vector<std::string> args = {self_exe(), "serve"};
         args.insert(args.end(), common.begin(), common.end());
         for (const std::string & x : std::vector<std::string>{"--port", std::to_string(p), "--queue-size", "1024"}) args.push_back(x);

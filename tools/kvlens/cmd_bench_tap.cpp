@@ -21,6 +21,14 @@ using kvlens::cli::median;
 
 namespace kvlens::cli {
 
+std::vector<Token> bench_prompt(const Model & m, int n) {
+    std::vector<Token> prompt;
+    auto piece = m.tokenize(" The KV cache an LLM keeps anyway is a free representation.", false);
+    while ((int) prompt.size() < n) prompt.insert(prompt.end(), piece.begin(), piece.end());
+    prompt.resize(n);
+    return prompt;
+}
+
 void run_interleaved(std::vector<TapRun> & cfgs, const std::vector<Token> & prompt, int n_decode, int reps) {
     using clk = std::chrono::steady_clock;
     const int n_prompt = (int) prompt.size();
@@ -88,10 +96,7 @@ static int bench_tap(int argc, char ** argv) {
     auto model = cli::load_model(a);
     const ModelFacts & f = model->facts();
     if (a.session.n_ctx == 0) a.session.n_ctx = n_prompt + n_decode + 8;
-    std::vector<Token> prompt;
-    auto piece = model->tokenize(" The KV cache an LLM keeps anyway is a free representation.", false);
-    while ((int) prompt.size() < n_prompt) prompt.insert(prompt.end(), piece.begin(), piece.end());
-    prompt.resize(n_prompt);
+    const std::vector<Token> prompt = cli::bench_prompt(*model, n_prompt);
 
     std::vector<int> all, last4;
     for (int l = 0; l < f.n_layer; ++l) all.push_back(l);
