@@ -8,10 +8,14 @@
 //         "a+b[+c]+k=NN" joined by ';' (the same sub-expression as a scratchpad line, but with each digit looked
 //         up in the question itself), then the answer on its own line. For 4721+3856:
 //           "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n8577<|im_end|>"
-//   slow: "<think>\n" SOLUTION { MARKER(k) SOLUTION } "</think>\n\n" ANSWER "<|im_end|>"
+//   slow: "<think>\n" SOLUTION { ROUND(k) } "</think>\n\n" ANSWER "<|im_end|>"
 //         SOLUTION is the scratchpad of arith_trace_steps (the first complete solution); then
-//         arith_recheck_rounds(level) re-check rounds, each a marker line "Wait, check KK/NN:\n" (round KK of NN)
-//         and the solution re-derived. Easier levels get more rounds (docs/MODEL.md, "The overthinking profile").
+//         arith_recheck_rounds(level) re-check rounds, each one line: a marker "|LL|" (LL rounds left,
+//         this one included: the last round is "|01|"), the column sums re-derived (the fast answer's worked line) and the answer they confirm after a
+//         last ';'. For 4721+3856 (level 4), round 1 of 9:
+//           "|09|1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08;8577\n"
+//         Easier levels get more rounds (docs/MODEL.md, "The overthinking profile"). Every line after the first
+//         solution ends with the answer, so a think closed at any boundary after it reads the line above.
 // A think may be closed ("</think>\n\n" forced) after any of its lines: after the first complete solution the
 // answer is that solution's; before it, a guess.
 #pragma once
@@ -24,17 +28,18 @@ namespace kvlens {
 
 extern const char * const kArithQwen3FastPrefix;  // "<think>\n\n</think>\n\n"
 
-// Re-check rounds after the first solution, by level: 20, 11, 6, 4, 3. Throws for an unknown level.
+// Re-check rounds after the first solution, by level: 32, 19, 13, 9, 8. Throws for an unknown level.
 int arith_recheck_rounds(int level);
-// "Wait, check KK/NN:\n" (two digits each). Throws unless 1 <= round <= rounds <= 99.
+// "|LL|" with LL = rounds - round + 1 (two digits), the head of a re-check line. Throws unless 1 <= round <= rounds <= 99.
 std::string arith_recheck_marker(int round, int rounds);
-// True when a think line is a re-check marker.
+// Re-check round `round` of `rounds`: marker, worked line, ';', answer, '\n'.
+std::string arith_recheck_line(const ArithProblem & p, int round, int rounds);
+// True when a think line is a re-check round.
 bool arith_is_recheck_marker(const std::string & line);
 
 // The fast answer's worked line: "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n".
 std::string arith_fast_work(const ArithProblem & p);
-// Every line of the slow think, each ending with '\n': the first solution's lines, then per round its marker and
-// the solution again. rounds < 0: arith_recheck_rounds(level); otherwise that many (the fine-tune's length
+// Every line of the slow think, each ending with '\n': the first solution's lines, then one line per round. rounds < 0: arith_recheck_rounds(level); otherwise that many (the fine-tune's length
 // curriculum starts with fewer rounds; the markers then count to that number).
 std::vector<std::string> arith_overthink_lines(const ArithProblem & p, int rounds = -1);
 // Lines of the first complete solution (= arith_trace_steps(p).size()).
@@ -49,10 +54,10 @@ std::string arith_overthink_cut_text(const ArithProblem & p, int n_lines, int ro
 std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int rounds = -1);
 
 // The answer a scratchpad line states: its carry out (when non-zero), then its result digits — "...=08;8577\n" ->
-// "8577", "..=15;577." -> "1577". "" when the line is not a scratchpad line.
+// "8577", "..=15;577." -> "1577"; a re-check round: the digits after its last ';'. "" for any other line.
 std::string arith_line_answer(const std::string & line);
 
-// Number of re-check markers in a text (the rounds a generated think holds).
+// Number of lines that start as a re-check round does (the rounds a generated think holds).
 int arith_count_rechecks(const std::string & text);
 
 }  // namespace kvlens

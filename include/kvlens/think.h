@@ -93,6 +93,7 @@ struct ThinkResult {
     int generated = 0;              // every sampled token (honest count)
     int generated_paper = 0;        // the authors' count: tokens in the final output only
     int discarded = 0;              // paper mode: first-pass tokens cut away
+    std::vector<Token> tokens;      // every sampled token in order (always-slow: the think, then the answer)
     int reprefill_tokens = 0;       // paper mode: tokens prefilled again after the cut
     bool hit_cap = false;           // a generation stopped at its cap (or at the context end)
     int n_checks = 0;               // classifier evaluations (initial + online)
@@ -199,6 +200,7 @@ struct SwitchWindow {
     std::vector<float> x;       // window features there
     bool correct = false;       // closing the think there and answering gives the right answer
     int answer_tokens = 0;      // tokens of that answer
+    double maxprob = 0;         // its mean max softmax probability (the trial answer's confidence)
     bool hit_cap = false;
 };
 

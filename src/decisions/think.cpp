@@ -183,6 +183,7 @@ void ThinkRunner::generate_mode(ThinkPolicy & pol, ThinkResult & r, Gen & g, boo
         ++r.generated;
         ++used;
         g.tokens.push_back(t);
+        r.tokens.push_back(t);
         const std::string piece = m.piece(t, true);
         r.output += piece;
         if (hooks_) {

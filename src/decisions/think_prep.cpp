@@ -5,6 +5,7 @@
 
 #include "kvlens/error.h"
 #include "kvlens/think.h"
+#include "kvlens/think_study.h"
 
 namespace kvlens {
 
@@ -83,17 +84,15 @@ PrepRecord prep_question(Sequence & s, KvWindow & w, const PromptFormat & fmt, c
     };
     r.slow = answer(s, fmt.slow_prefix, p.slow_cap, reserve, check, cb);
 
-    // latest cut first: a rewind keeps the earlier positions, so each cut finds its prefix still in the cache
-    for (auto it = cuts.rbegin(); it != cuts.rend(); ++it) {
-        SwitchWindow & c = *it;
-        s.rewind(n_pre + c.at);
-        s.append_text(fmt.to_fast);
-        std::string kept;
-        for (int i = 0; i < c.at; ++i) kept += m.piece(r.slow.tokens[i], true);
-        PrepAnswer a = answer(s, fmt.slow_prefix + kept + fmt.to_fast, p.fast_cap, 0, check);
-        c.correct = a.correct;
-        c.answer_tokens = (int) a.tokens.size();
-        c.hit_cap = a.hit_cap;
+    // the answer forced at each cut (latest first, on the cache of the trace: kvlens/think_study.h)
+    std::vector<int> at;
+    for (const SwitchWindow & c : cuts) at.push_back(c.at);
+    const std::vector<ForcedAnswer> forced = forced_answers(s, fmt, n_pre, fmt.slow_prefix, r.slow.tokens, at, check, p.fast_cap);
+    for (size_t i = 0; i < cuts.size(); ++i) {
+        cuts[i].correct = forced[i].correct;
+        cuts[i].answer_tokens = forced[i].answer_tokens;
+        cuts[i].hit_cap = forced[i].hit_cap;
+        cuts[i].maxprob = forced[i].maxprob;
     }
     r.switches = std::move(cuts);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

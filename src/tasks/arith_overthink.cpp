@@ -9,14 +9,15 @@ namespace kvlens {
 const char * const kArithQwen3FastPrefix = "<think>\n\n</think>\n\n";
 
 namespace {
-const char * const kMarkerHead = "Wait, check ";
+// "|" never starts a scratchpad line; the marker uses only tokens the committed model has seen (docs/MODEL.md)
+const char * const kMarkerHead = "|";
 
 std::string two_digits(int v) { return std::string(1, char('0' + v / 10)) + char('0' + v % 10); }
 }  // namespace
 
 int arith_recheck_rounds(int level) {
     arith_level_digits(level);  // throws for an unknown level
-    static const int rounds[] = {20, 11, 6, 4, 3};
+    static const int rounds[] = {32, 19, 13, 9, 8};
     return rounds[level - 1];
 }
 
@@ -24,7 +25,14 @@ std::string arith_recheck_marker(int round, int rounds) {
     if (round < 1 || round > rounds || rounds > 99) {
         throw Error("arith: re-check round " + std::to_string(round) + " of " + std::to_string(rounds));
     }
-    return kMarkerHead + two_digits(round) + "/" + two_digits(rounds) + ":\n";
+    // rounds left, this one included: the last round reads "|01|", so stopping is a local test, not a comparison
+    return kMarkerHead + two_digits(rounds - round + 1) + "|";
+}
+
+std::string arith_recheck_line(const ArithProblem & p, int round, int rounds) {
+    std::string work = arith_fast_work(p);
+    work.pop_back();  // its '\n'
+    return arith_recheck_marker(round, rounds) + work + ";" + p.answer + "\n";
 }
 
 bool arith_is_recheck_marker(const std::string & line) { return line.rfind(kMarkerHead, 0) == 0; }
@@ -46,10 +54,7 @@ std::vector<std::string> arith_overthink_lines(const ArithProblem & p, int round
     const std::vector<std::string> sol = arith_trace_steps(p);
     std::vector<std::string> lines = sol;
     const int n = rounds < 0 ? arith_recheck_rounds(p.level) : rounds;
-    for (int r = 1; r <= n; ++r) {
-        lines.push_back(arith_recheck_marker(r, n));
-        lines.insert(lines.end(), sol.begin(), sol.end());
-    }
+    for (int r = 1; r <= n; ++r) lines.push_back(arith_recheck_line(p, r, n));
     return lines;
 }
 
@@ -77,6 +82,15 @@ std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int roun
 }
 
 std::string arith_line_answer(const std::string & line) {
+    if (arith_is_recheck_marker(line)) {  // a re-check round states the answer after its last ';'
+        const size_t semi = line.rfind(';');
+        std::string digits;
+        for (size_t i = semi == std::string::npos ? line.size() : semi + 1; i < line.size(); ++i) {
+            if (line[i] < '0' || line[i] > '9') break;
+            digits += line[i];
+        }
+        return digits;
+    }
     const size_t eq = line.find('='), semi = line.find(';');
     if (eq == std::string::npos || semi == std::string::npos || eq + 2 >= semi) return "";
     std::string digits;
@@ -88,8 +102,13 @@ std::string arith_line_answer(const std::string & line) {
 }
 
 int arith_count_rechecks(const std::string & text) {
-    int n = 0;
-    for (size_t at = 0; (at = text.find(kMarkerHead, at)) != std::string::npos; at += 1) ++n;
+    int n = 0;  // lines that start with the marker head
+    for (size_t at = 0; at < text.size();) {
+        const size_t end = text.find('\n', at);
+        if (text.compare(at, 1, kMarkerHead) == 0) ++n;
+        if (end == std::string::npos) break;
+        at = end + 1;
+    }
     return n;
 }
 

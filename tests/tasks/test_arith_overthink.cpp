@@ -45,9 +45,12 @@ TEST(ArithOverthink, MoreRoundsOnEasierLevels) {
 }
 
 TEST(ArithOverthink, MarkerFormat) {
-    EXPECT_EQ(arith_recheck_marker(1, 20), "Wait, check 01/20:\n");
-    EXPECT_EQ(arith_recheck_marker(11, 11), "Wait, check 11/11:\n");
+    EXPECT_EQ(arith_recheck_marker(1, 20), "|20|");
+    EXPECT_EQ(arith_recheck_marker(11, 11), "|01|");
     EXPECT_TRUE(arith_is_recheck_marker(arith_recheck_marker(3, 4)));
+    EXPECT_EQ(arith_recheck_line(problem_4721_3856(), 1, 7),
+              "|07|1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08;8577\n");
+    EXPECT_TRUE(arith_is_recheck_marker(arith_recheck_line(problem_4721_3856(), 2, 7)));
     EXPECT_FALSE(arith_is_recheck_marker("4721+3856|1+6+0=07;7...\n"));
     EXPECT_THROW(arith_recheck_marker(0, 3), Error);
     EXPECT_THROW(arith_recheck_marker(4, 3), Error);
@@ -59,16 +62,17 @@ TEST(ArithOverthink, SlowThinkIsSolutionThenRechecks) {
     const auto sol = arith_trace_steps(p);
     const auto lines = arith_overthink_lines(p);
     const int n = arith_recheck_rounds(4);
-    ASSERT_EQ(int(lines.size()), int(sol.size()) * (n + 1) + n);
+    ASSERT_EQ(int(lines.size()), int(sol.size()) + n);  // the solution, then one line per round
     EXPECT_EQ(arith_first_solution_lines(p), int(sol.size()));
-    for (int r = 0; r <= n; ++r) {
-        const int at = r * int(sol.size() + 1);  // each round: marker + solution
-        if (r > 0) EXPECT_EQ(lines[at - 1], arith_recheck_marker(r, n));
-        for (size_t i = 0; i < sol.size(); ++i) EXPECT_EQ(lines[at + i], sol[i]) << r << " " << i;
+    for (size_t i = 0; i < sol.size(); ++i) EXPECT_EQ(lines[i], sol[i]) << i;
+    for (int r = 1; r <= n; ++r) {
+        EXPECT_EQ(lines[sol.size() + r - 1], arith_recheck_line(p, r, n)) << r;
+        EXPECT_EQ(arith_line_answer(lines[sol.size() + r - 1]), "8577") << r;  // every round states the answer
     }
     const std::string slow = arith_overthink_slow_text(p);
     EXPECT_EQ(slow.rfind("<think>\n", 0), 0u);
-    EXPECT_NE(slow.find("...4+...3|4+3+1=08;8577\n</think>\n\n8577<|im_end|>"), std::string::npos);
+    EXPECT_NE(slow.find("...4+...3|4+3+1=08;8577\n|09|"), std::string::npos);
+    EXPECT_NE(slow.find("4+3+1=08;8577\n</think>\n\n8577<|im_end|>"), std::string::npos);
     EXPECT_EQ(arith_count_rechecks(slow), n);
     EXPECT_EQ(arith_extract_answer(slow).value(), "8577");
 }
@@ -104,6 +108,8 @@ TEST(ArithOverthink, LineAnswer) {
     EXPECT_EQ(arith_line_answer("..47+..38|7+8+0=15;577.\n"), "1577");  // a carry out leads
     const ArithProblem q = arith_generate(5, 4);
     EXPECT_EQ(arith_line_answer(arith_trace_steps(q).back()), q.answer);
-    EXPECT_EQ(arith_line_answer("Wait, check 01/03:\n"), "");
+    EXPECT_EQ(arith_line_answer("|03|7+5+0=12;12\n"), "12");  // a re-check round states it last
+    EXPECT_EQ(arith_line_answer(arith_recheck_line(q, 3, 6)), q.answer);
+    EXPECT_EQ(arith_line_answer("|03|"), "");
     EXPECT_EQ(arith_line_answer(""), "");
 }

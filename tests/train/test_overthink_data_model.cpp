@@ -39,7 +39,7 @@ TEST(OverthinkData, LossCoversOnlyGeneratedText) {
     }
     {
         const int first = arith_first_solution_lines(p);
-        auto [in, out] = split(tok, make_example(tok, p, Mode::Cut, first + 2, Profile::Overthink));
+        auto [in, out] = split(tok, make_example(tok, p, Mode::Cut, first + 1, Profile::Overthink));
         EXPECT_EQ(out, prompt + kArithSlowPrefix + kArithThinkClose);  // the forced close is not learned
         EXPECT_EQ(arith_count_rechecks(in), 1);
     }
@@ -61,7 +61,7 @@ TEST(OverthinkData, CurriculumGrowsTheRounds) {
         max_early = std::max(max_early, arith_count_rechecks(split(tok, early).first));
         max_late = std::max(max_late, arith_count_rechecks(split(tok, late).first));
         modes.insert(late.mode);
-        EXPECT_LE(late.tokens.size(), 720u);  // scripts/train-overthink.sh: --row 720
+        EXPECT_LE(late.tokens.size(), 600u);  // scripts/train-overthink.sh: --row 600
     }
     EXPECT_EQ(max_early, 1);
     EXPECT_EQ(max_late, arith_recheck_rounds(1));

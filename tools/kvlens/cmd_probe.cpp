@@ -181,7 +181,7 @@ int cmd_prep(int argc, char ** argv) {
                   {"seconds", r.seconds}};
         json sw = json::array();
         for (auto & c : r.switches)
-            sw.push_back({{"at", c.at}, {"correct", c.correct}, {"n", c.answer_tokens}, {"cap", c.hit_cap}, {"x", c.x}});
+            sw.push_back({{"at", c.at}, {"correct", c.correct}, {"n", c.answer_tokens}, {"maxprob", c.maxprob}, {"cap", c.hit_cap}, {"x", c.x}});
         j["switch"] = sw;
         shard.tag(j, todo[k]);
         o << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";

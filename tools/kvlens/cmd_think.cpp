@@ -22,6 +22,7 @@
 #include "kvlens/plot.h"
 #include "kvlens/sequence.h"
 #include "kvlens/think.h"
+#include "kvlens/think_study.h"
 
 using namespace kvlens;
 using json = nlohmann::ordered_json;
@@ -122,6 +123,7 @@ struct ItemRuns {
     Run single, fast, slow, online;
     std::optional<Run> paper;
     std::map<std::pair<int, double>, Run> sweep;
+    std::vector<ForcedAnswer> cuts;  // --study: the answers forced along the slow think
 };
 
 }  // namespace
@@ -132,7 +134,8 @@ static int cmd_think(int argc, char ** argv) {
     std::string clf_path, prompt, file, out, policy = "classifier";
     cli::ProblemSetArgs ps;
     std::string sweep_tau, sweep_delta, plot, give_up;
-    bool table = false, no_online = false, no_conf = false, train_split = false;
+    bool table = false, study = false, no_online = false, no_conf = false, train_split = false;
+    std::string sweep_theta = "0.5,0.7,0.8,0.9,0.95,0.99";
     ThinkParams P;
     cli::add_model_flags(app, a);
     cli::add_session_flags(app, a);
@@ -158,6 +161,10 @@ static int cmd_think(int argc, char ** argv) {
     app.add_flag("--no-confidence", no_conf, "skip the KV-CoE confidence (taps only the classifier's layers)");
     app.add_flag("--trace", P.trace, "keep every online score (in -o records)");
     app.add_flag("--table", table, "the paper's Table 3 on the set: always-fast, always-slow, initial only, initial + online");
+    app.add_flag("--study", study,
+                 "with --table: the router study — force the answer at every line end of each slow think, then the "
+                 "oracle, a random router and the trial-answer exit beside the measured rows, with 95% bootstrap CIs");
+    app.add_option("--sweep-theta", sweep_theta, "with --study: trial-answer exit thresholds (mean max-prob)");
     app.add_option("--sweep-tau", sweep_tau, "with --table: tau values, e.g. 20,35,50,65,80");
     app.add_option("--sweep-delta", sweep_delta, "with --table: delta values, e.g. 10,20,30");
     app.add_option("--plot", plot, "with a sweep: tokens-vs-accuracy SVG");
@@ -181,6 +188,8 @@ static int cmd_think(int argc, char ** argv) {
     if (!out.empty()) check_writable(out);  // before loading anything
     if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
+    if (study && !table) throw Error("--study needs --table");
+    const std::vector<double> thetas = cli::parse_numbers(sweep_theta, "--sweep-theta");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : cli::parse_numbers(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
     if (!table && give_ups.size() == 1) P.give_up = give_ups[0];
@@ -245,7 +254,7 @@ static int cmd_think(int argc, char ** argv) {
         sig.add("model", cli::weights_fingerprint(a.model.path))
             .add("classifier", clf_path.empty() ? "none" : cli::weights_fingerprint(clf_path))
             .add("policy", policy)
-            .add("table", table ? "yes" : "no")
+            .add("table", table ? (study ? "study" : "yes") : "no")
             .add("tau", num(P.tau))
             .add("delta", num(P.delta))
             .add("give_up", give_up)
@@ -307,6 +316,17 @@ static int cmd_think(int argc, char ** argv) {
             x.slow = run_from_json(d->second.at("slow"));
             x.online = run_from_json(d->second.at("online"));
             if (P.paper_mode) x.paper = run_from_json(d->second.at("paper"));
+            if (study) {
+                for (const json & c : d->second.at("cuts")) {
+                    ForcedAnswer f;
+                    f.at = c.at(0).get<int>();
+                    f.correct = c.at(1).get<bool>();
+                    f.answer_tokens = c.at(2).get<int>();
+                    f.maxprob = c.at(3).get<double>();
+                    f.hit_cap = c.at(4).get<bool>();
+                    x.cuts.push_back(f);
+                }
+            }
             if (!sweep) return;  // nothing to rerun
         }
         ThinkRunner tr(seq, cp, fmt, P);
@@ -318,6 +338,12 @@ static int cmd_think(int argc, char ** argv) {
             // greedy decoding: Table 3's initial-only row reuses the fixed-mode runs
             x.fast = run_with(tr, it, with_policy(P, ThinkPolicyKind::AlwaysFast, false, false));
             x.slow = run_with(tr, it, with_policy(P, ThinkPolicyKind::AlwaysSlow, false, false));
+            if (study) {  // the slow think is still in the cache: force the answer at each of its line ends
+                const ThinkResult & r = x.slow.r;
+                const auto cuts = think_line_cuts(seq.model(), r.tokens, fmt.think_close);
+                x.cuts = forced_answers(seq, fmt, r.prompt_tokens + r.control_tokens, fmt.slow_prefix, r.tokens, cuts,
+                                        [&](const std::string & o) { return check_item(it, o); }, P.fast_cap);
+            }
             x.online = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, false));
             if (P.paper_mode) x.paper = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, true));
         }
@@ -361,6 +387,11 @@ static int cmd_think(int argc, char ** argv) {
                           {"score", x.online.r.initial_score}, {"fast", result_json(x.fast.r, x.fast.ok)},
                           {"slow", result_json(x.slow.r, x.slow.ok)}, {"online", result_json(x.online.r, x.online.ok)}};
                 if (x.paper) j["paper"] = result_json(x.paper->r, x.paper->ok);
+                if (study) {  // [at, correct, answer tokens, mean max-prob, hit cap] per line end
+                    json cs = json::array();
+                    for (const ForcedAnswer & f : x.cuts) cs.push_back({f.at, f.correct, f.answer_tokens, f.maxprob, f.hit_cap});
+                    j["cuts"] = cs;
+                }
                 write_record(j, i);
             }
         }
@@ -477,6 +508,81 @@ static int cmd_think(int argc, char ** argv) {
     if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C on the online answers): %.3f\n", *au);
     if (auto au = auroc(conf_slow, lab_slow)) std::printf("confidence AUROC (KV-CoE C on the always-slow answers): %.3f\n", *au);
     if (auto au = auroc(diff, lab_fast)) std::printf("classifier AUROC (-score predicting fast-mode correctness): %.3f\n", *au);
+    // ---- the router study: rows from the forced answers, beside the measured ones, with 95% bootstrap CIs
+    std::vector<PlotSeries> study_series;
+    if (study) {
+        std::vector<StudyProblem> sp;
+        StudyRow r_init("KV classifier, initial only"), r_online("KV classifier, initial + online switch"),
+            r_paper("KV classifier, paper mode");
+        RouterShape shape;
+        int n_fast_first = 0, n_fast_sw = 0, n_slow_sw = 0;
+        for (size_t i = 0; i < items.size(); ++i) {
+            const ItemRuns & x = runs[i];
+            auto srun = [](const Run & r) { return StudyRun{double(r.r.generated), double(r.r.generated_paper), r.ok}; };
+            sp.push_back({items[i].level, srun(x.fast), srun(x.slow), x.cuts});
+            const Run & init = x.online.r.first_mode == ThinkMode::Fast ? x.fast : x.slow;
+            r_init.add(srun(init));
+            r_online.add(srun(x.online));
+            if (x.paper) r_paper.add(srun(*x.paper));
+            const bool ff = x.online.r.first_mode == ThinkMode::Fast;
+            n_fast_first += ff;
+            if (x.online.r.switched) {
+                (ff ? shape.fast_switch_at : shape.slow_switch_at).push_back(x.online.r.switch_at);
+                (ff ? n_fast_sw : n_slow_sw) += 1;
+            }
+        }
+        const int n = (int) items.size();
+        shape.fast_rate = n ? double(n_fast_first) / n : 0;
+        shape.fast_switch_rate = n_fast_first ? double(n_fast_sw) / n_fast_first : 0;
+        shape.slow_switch_rate = n - n_fast_first ? double(n_slow_sw) / (n - n_fast_first) : 0;
+        std::vector<StudyRow> rows_s = {always_fast_row(sp), always_slow_row(sp), r_init, r_online};
+        if (P.paper_mode) rows_s.push_back(r_paper);
+        rows_s.push_back(oracle_row(sp));
+        rows_s.push_back(random_router_row(sp, shape));
+        std::vector<StudyRow> trial;
+        for (double th : thetas) trial.push_back(trial_exit_row(sp, th));
+        rows_s.insert(rows_s.end(), trial.begin(), trial.end());
+        for (auto & r : rows_s) bootstrap(r);
+        size_t n_cuts = 0;
+        for (const auto & p : sp) n_cuts += p.cuts.size();
+        std::printf("\nrouter study on %d problems (%zu forced answers, %.1f per slow think; every generated token "
+                    "counted, trial answers included; the authors' count beside it):\n\n%s",
+                    n, n_cuts, n ? double(n_cuts) / n : 0, format_study_table(rows_s).c_str());
+        std::printf("random router: fast %.1f%% of problems, slow starts switched %.1f%%, fast starts switched %.1f%% "
+                    "(the KV router's own rates and switch positions; expectation over 200 draws per problem)\n",
+                    100 * shape.fast_rate, 100 * shape.slow_switch_rate, 100 * shape.fast_switch_rate);
+        const StudyRow & oracle = rows_s[P.paper_mode ? 5 : 4];
+        const double slow_tok = rows_s[1].mean_tokens(), saved_oracle = slow_tok - oracle.mean_tokens();
+        const double saved_kv = slow_tok - r_online.mean_tokens();
+        std::printf("the KV router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer than "
+                    "always-slow) at %.1f points vs %.1f points from always-slow's accuracy\n",
+                    saved_oracle > 0 ? 100 * saved_kv / saved_oracle : 0, slow_tok / std::max(1e-9, r_online.mean_tokens()),
+                    slow_tok / std::max(1e-9, oracle.mean_tokens()), r_online.accuracy() - rows_s[1].accuracy(),
+                    oracle.accuracy() - rows_s[1].accuracy());
+        PlotSeries st{"trial-answer exit (theta sweep)", {}, {}, true, true};
+        for (const auto & r : trial) {
+            st.x.push_back(r.mean_tokens());
+            st.y.push_back(r.accuracy());
+        }
+        study_series.push_back(st);
+        study_series.push_back({"oracle", {oracle.mean_tokens()}, {oracle.accuracy()}, false, true});
+        const StudyRow & rr = rows_s[P.paper_mode ? 6 : 5];
+        study_series.push_back({"random router", {rr.mean_tokens()}, {rr.accuracy()}, false, true});
+        study_series.push_back({"KV initial + online", {r_online.mean_tokens()}, {r_online.accuracy()}, false, true});
+    }
+    auto write_plot = [&](std::vector<PlotSeries> series) {
+        series.insert(series.end(), study_series.begin(), study_series.end());
+        series.push_back({"always-fast", {s_fast.mean_tokens()}, {s_fast.accuracy()}, false, true});
+        series.push_back({"always-slow", {s_slow.mean_tokens()}, {s_slow.accuracy()}, false, true});
+        PlotOptions po;
+        po.title = "fast/slow thinking: tokens vs accuracy (tau sweep per line)";
+        po.x_label = "mean generated tokens per problem";
+        po.y_label = "accuracy %";
+        po.legend = LegendPos::BottomRight;
+        write_svg(plot, line_plot_svg(series, po));
+        std::printf("\nplot: %s\n", plot.c_str());
+    };
+    if (!sweep && study && !plot.empty()) write_plot({});
     if (sweep) {
         std::printf("\nsweep (mean generated tokens, accuracy %%):\n| tau | initial only | ");
         for (double d : deltas) std::printf("online delta %.0f | ", d);
@@ -509,17 +615,7 @@ static int cmd_think(int argc, char ** argv) {
             }
             series.push_back(sg);
         }
-        series.push_back({"always-fast", {s_fast.mean_tokens()}, {s_fast.accuracy()}, false, true});
-        series.push_back({"always-slow", {s_slow.mean_tokens()}, {s_slow.accuracy()}, false, true});
-        if (!plot.empty()) {
-            PlotOptions po;
-            po.title = "fast/slow thinking: tokens vs accuracy (tau sweep per line)";
-            po.x_label = "mean generated tokens per problem";
-            po.y_label = "accuracy %";
-            po.legend = LegendPos::BottomRight;
-            write_svg(plot, line_plot_svg(series, po));
-            std::printf("\nplot: %s\n", plot.c_str());
-        }
+        if (!plot.empty()) write_plot(series);
     }
     return 0;
 }

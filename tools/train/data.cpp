@@ -139,9 +139,9 @@ std::string render_example(const Tokenizer & tok, const Example & e) {
 Mixture overthink_mixture() {
     Mixture m;
     m.profile = Profile::Overthink;
-    m.p_fast = 0.60;  // short (26-76 tokens) and the hardest new skill; the long thinks are mostly copies
-    m.p_slow = 0.10;
-    m.p_cut = 0.22;  // rest (0.08): fast-then-slow
+    m.p_fast = 0.40;  // short (26-76 tokens) and the hardest new skill
+    m.p_slow = 0.25;  // whole thinks: the only examples that teach closing after the last round
+    m.p_cut = 0.27;  // rest (0.08): fast-then-slow
     const double think_w[kArithMaxLevel] = {0.5, 0.75, 1.0, 1.5, 2.5};
     const double fast_w[kArithMaxLevel] = {1.0, 2.0, 3.0, 2.0, 1.0};
     for (int l = 0; l < kArithMaxLevel; ++l) {
@@ -182,7 +182,8 @@ Example draw_overthink(const Mixture & mx, const Tokenizer & tok, std::mt19937_6
         const double c = U(rng);
         if (c < mx.p_cut_before) cut = int(rng() % uint64_t(first));
         else if (c < mx.p_cut_before + mx.p_cut_at) cut = first;
-        else cut = first + 1 + int(rng() % uint64_t(all - first - 1));  // inside the rounds, before the last line
+        else if (all - first > 1) cut = first + 1 + int(rng() % uint64_t(all - first - 1));  // after a round, not the last
+        else cut = first;
     }
     return make_example(tok, p, mode, cut, Profile::Overthink, rounds);
 }

@@ -60,7 +60,7 @@ struct Mixture {
     // level_weight), and a Cut keeps k think lines with k < first solution (a guess) with p_cut_before, k = the
     // first solution's lines with p_cut_at, else k uniform over the later lines (inside the re-check rounds).
     double fast_level_weight[kArithMaxLevel] = {1.0, 2.0, 3.0, 2.0, 1.0};
-    double p_cut_before = 0.3, p_cut_at = 0.3;
+    double p_cut_before = 0.2, p_cut_at = 0.4;
     // Length curriculum: at progress x the thinks hold round(R * x / full_rounds_at) re-check rounds (at least 1,
     // at most the level's R). The committed model has never seen the re-check text, and a long think it predicts
     // confidently wrong gives gradients that overflow (docs/MODEL.md); short thinks first avoid that.

@@ -80,7 +80,7 @@ std::vector<bool> classic_tokens(const Tokenizer & tok, int n_vocab) {
     return seen;
 }
 
-// A fine-tune from the committed model meets tokens that model never saw (the letters of "Wait, check"): their
+// A fine-tune from the committed model may meet tokens that model never saw (the first design's "Wait, check"): their
 // embeddings are still random, their hidden states unlike any it was trained on, and the gradients through them
 // grow ~1000x per layer until they overflow (docs/MODEL.md). Each such token that the overthinking texts use
 // starts instead from the embedding of a seen punctuation token plus a little noise.
