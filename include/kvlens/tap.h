@@ -28,6 +28,8 @@ struct TapSpec {
 // Parse a layer selection: "all", "last:N" / "lastN" / "last N", or a list "0,3,5" / ranges "2-5".
 // Validates against n_layer: out of range or duplicated indices throw kvlens::Error.
 std::vector<int> parse_layers(const std::string & spec, int n_layer);
+// What two readers need together: the union of the layers, kv / hidden / hidden_embedding when either wants it.
+TapSpec tap_union(const TapSpec & a, const TapSpec & b);
 
 // Streaming interface: called once per token per layer, in position order within a layer.
 class TapConsumer {

@@ -21,10 +21,15 @@ struct WindowConfig {
     PosAgg pos_agg = PosAgg::Sum;      // Sum | Mean
     HeadAgg head_agg = HeadAgg::Flatten;
     LayerAgg layer_agg = LayerAgg::Mean;  // Mean | Sum | Flatten
+    // Kv: the K/V rows (the paper). Hidden: the hidden state after each chosen layer instead, pooled the same way
+    // (the hidden-state router of the router study: the same MLP, window and layers on what the KV replaces).
+    EmbedSource source = EmbedSource::Kv;
 
-    // Set a knob from its CLI spelling: seq-len, layers, kv-part, pos, heads, layer-agg; else kvlens::Error.
+    // Set a knob from its CLI spelling: seq-len, layers, kv-part, pos, heads, layer-agg, source (kv | hidden);
+    // else kvlens::Error.
     void set(const std::string & knob, const std::string & value);
-    // "seq_len=16 layers=last:4 kv_part=kv pos=sum heads=flatten layer_agg=mean" (stored in the classifier).
+    // "seq_len=16 layers=last:4 kv_part=kv pos=sum heads=flatten layer_agg=mean" (stored in the classifier;
+    // " source=hidden" appended for a hidden-state window).
     std::string describe() const;
     static WindowConfig parse(const std::string & described);  // inverse of describe()
     // The equivalent PoolConfig (normalize none) for finish_pooled / pool_rows.
@@ -38,6 +43,7 @@ public:
     KvWindow(const WindowConfig & cfg, const PoolShape & shape, std::vector<int> layers);
 
     void on_kv(int layer, int pos, const float * k, const float * v, int row_size) override;
+    void on_hidden(int layer, int pos, const float * h, int n_embd) override;
     void on_rewind(int pos) override;
 
     // Positions before `start` never count (e.g. a BOS token); default 0.
@@ -64,11 +70,19 @@ private:
     WindowConfig cfg_;
     PoolShape shape_;
     std::vector<int> layers_;
-    std::vector<std::vector<float>> rows_;  // per slot: seq_len entries of [K row][V row]
+    void put(int slot, int pos, const float * a, const float * b, int n);
+    int entry() const;  // floats per entry: 2 * row_size ([K row][V row]) or n_embd (hidden)
+    std::vector<std::vector<float>> rows_;  // per slot: seq_len entries
     std::vector<std::vector<int>> pos_;     // per slot: position held by each entry (-1 none)
     std::vector<int> next_;                 // per slot: one past the highest position delivered
     int start_ = 0;
 };
+
+// A hidden-state window of layer l pools the hidden state that enters layer l — the output of layer l - 1, the
+// embedding input for l = 0 —, the rows that layer's K and V are projected from (and, unlike the last layer's
+// output, computed for every position). The tap such a window needs:
+int window_hidden_layer(int layer);  // l - 1, or kEmbeddingLayer for 0
+TapSpec window_tap_spec(const WindowConfig & cfg, const std::vector<int> & layers);
 
 // Plain reference: the same vector computed from stored rows of positions [max(start, end - seq_len), end).
 std::vector<float> window_reference(const KvStore & store, const WindowConfig & cfg, const PoolShape & shape,

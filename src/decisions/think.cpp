@@ -58,10 +58,14 @@ void check_params(const ThinkParams & p, const KvClassifier * clf) {
 
 TapSpec ThinkRunner::tap_spec(const ModelFacts & f, const KvClassifier * clf, const ThinkParams & p) {
     TapSpec spec;
-    if (clf) spec.layers = parse_layers(clf->meta().window.layers, f.n_layer);
-    if (p.confidence) {
-        spec.layers.clear();
-        for (int l = 0; l < f.n_layer; ++l) spec.layers.push_back(l);
+    if (clf) {
+        const WindowConfig & w = clf->meta().window;
+        spec = window_tap_spec(w, parse_layers(w.layers, f.n_layer));
+    }
+    if (p.confidence) {  // KV-CoE reads the K/V of every layer
+        TapSpec all;
+        for (int l = 0; l < f.n_layer; ++l) all.layers.push_back(l);
+        spec = tap_union(spec, all);
     }
     return spec;
 }

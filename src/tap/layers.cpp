@@ -64,4 +64,18 @@ std::vector<int> parse_layers(const std::string & spec_in, int n_layer) {
     return out;
 }
 
+TapSpec tap_union(const TapSpec & a, const TapSpec & b) {
+    if (a.layers.empty()) return b;
+    if (b.layers.empty() && !b.hidden_embedding) return a;
+    TapSpec u;
+    u.layers = a.layers;
+    u.layers.insert(u.layers.end(), b.layers.begin(), b.layers.end());
+    std::sort(u.layers.begin(), u.layers.end());
+    u.layers.erase(std::unique(u.layers.begin(), u.layers.end()), u.layers.end());
+    u.kv = (a.kv && !a.layers.empty()) || (b.kv && !b.layers.empty());
+    u.hidden = (a.hidden && !a.layers.empty()) || (b.hidden && !b.layers.empty());
+    u.hidden_embedding = a.hidden_embedding || b.hidden_embedding;
+    return u;
+}
+
 }  // namespace kvlens

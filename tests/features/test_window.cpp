@@ -129,3 +129,56 @@ TEST(Window, BadSettings) {
     std::vector<float> k(5), v(5);
     EXPECT_THROW(w.on_kv(0, 0, k.data(), v.data(), 5), Error);  // wrong row width
 }
+
+TEST(Window, HiddenSourcePoolsTheRowsThatEnterEachLayer) {
+    WindowConfig c;
+    c.seq_len = 2;
+    c.layers = "0,2";
+    c.source = EmbedSource::Hidden;
+    EXPECT_EQ(WindowConfig::parse(c.describe()).describe(), c.describe());
+    EXPECT_NE(c.describe().find("source=hidden"), std::string::npos);
+    EXPECT_EQ(WindowConfig().describe().find("source"), std::string::npos);  // KV windows describe as before
+    const TapSpec t = window_tap_spec(c, {0, 2});
+    EXPECT_FALSE(t.kv);
+    EXPECT_TRUE(t.hidden);
+    EXPECT_TRUE(t.hidden_embedding);              // layer 0's K/V come from the embedding input
+    EXPECT_EQ(t.layers, std::vector<int>({1}));   // layer 2's from layer 1's output
+    const PoolShape shape{2, 2, 3};
+    KvWindow w(c, shape, {0, 2});
+    const float k[4] = {9, 9, 9, 9};
+    w.on_kv(0, 0, k, k, 4);  // K/V rows are not what a hidden window reads
+    EXPECT_EQ(w.end(), 0);
+    const float e0[3] = {1, 2, 3}, e1[3] = {3, 2, 1}, h0[3] = {10, 0, 0}, h1[3] = {0, 10, 0}, other[3] = {7, 7, 7};
+    w.on_hidden(kEmbeddingLayer, 0, e0, 3);
+    w.on_hidden(kEmbeddingLayer, 1, e1, 3);
+    w.on_hidden(1, 0, h0, 3);
+    w.on_hidden(1, 1, h1, 3);
+    w.on_hidden(2, 0, other, 3);  // layer 2's output enters layer 3: not chosen
+    ASSERT_EQ(w.end(), 2);
+    EXPECT_EQ(w.dim(), 3);
+    // sum over the 2 positions, mean over the 2 layers: ((4,4,4) + (10,10,0)) / 2
+    const std::vector<float> f = w.features();
+    ASSERT_EQ(f.size(), 3u);
+    EXPECT_FLOAT_EQ(f[0], 7);
+    EXPECT_FLOAT_EQ(f[1], 7);
+    EXPECT_FLOAT_EQ(f[2], 2);
+    EXPECT_THROW(w.on_hidden(1, 2, h0, 2), Error);  // wrong width
+    WindowConfig bad;
+    EXPECT_THROW(bad.set("source", "random"), Error);
+}
+
+TEST(Window, TapUnionCoversBothReaders) {
+    TapSpec kv;
+    kv.layers = {2, 3};
+    TapSpec hid;
+    hid.layers = {1};
+    hid.kv = false;
+    hid.hidden = true;
+    hid.hidden_embedding = true;
+    const TapSpec u = tap_union(kv, hid);
+    EXPECT_EQ(u.layers, std::vector<int>({1, 2, 3}));
+    EXPECT_TRUE(u.kv);
+    EXPECT_TRUE(u.hidden);
+    EXPECT_TRUE(u.hidden_embedding);
+    EXPECT_EQ(tap_union(TapSpec{}, kv).layers, kv.layers);
+}

@@ -35,6 +35,7 @@ void add_window_flags(CLI::App & app, std::map<std::string, std::string> & w) {
     app.add_option("--pos", w["pos"], "window: sum | mean over positions (default sum)");
     app.add_option("--heads", w["heads"], "window: flatten | mean over KV heads (default flatten)");
     app.add_option("--layer-agg", w["layer-agg"], "window: mean | sum | flatten over layers (default mean)");
+    app.add_option("--source", w["source"], "window: kv | hidden (the hidden state after each layer: the baseline router)");
 }
 
 WindowConfig window_from(const std::map<std::string, std::string> & w) {
@@ -197,7 +198,7 @@ int cmd_prep(int argc, char ** argv) {
                          n_skip + n_new, n_total, it.row.id.c_str(), r.fast.correct ? "right" : "wrong", r.fast.tokens.size(),
                          r.slow.correct ? "right" : "wrong", r.slow.tokens.size(), r.switches.size(), el, el / n_new * left);
     };
-    run_sequences(model, ep, a.sampling, TapSpec{layers, true, false, false}, (int) todo.size(), program, finished);
+    run_sequences(model, ep, a.sampling, window_tap_spec(wc, layers), (int) todo.size(), program, finished);
     std::fprintf(stderr, "prep: %d new, %d already done -> %s\n", n_new, n_skip, out.c_str());
     return 0;
 }
