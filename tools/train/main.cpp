@@ -79,6 +79,7 @@ int main(int argc, char ** argv) {
             else if (k == "--export-partial") ta.export_partial = true;
             else if (k == "--spike-guard") ta.spike_factor = std::stod(next());
             else if (k == "--level-weights") ta.level_weights = next();
+            else if (k == "--mix") ta.mix = next();
             else if (k == "--profile") { const std::string v = next(); ta.profile = v; ea.profile = v; }
             else if (k == "--init-from") ta.init_from = next();
             else if (k == "--ctx") ta.ctx = std::stoi(next());

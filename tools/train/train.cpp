@@ -340,6 +340,21 @@ int run_train(const TrainArgs & a) {
             at = comma + 1;
         }
     }
+    if (!a.mix.empty()) {
+        double v[3];
+        size_t at = 0;
+        for (int i = 0; i < 3; ++i) {
+            const size_t comma = a.mix.find(',', at);
+            if (comma == std::string::npos && i < 2) throw std::runtime_error("--mix: fast,slow,cut");
+            v[i] = std::stod(a.mix.substr(at, comma - at));
+            at = comma + 1;
+        }
+        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[0] + v[1] + v[2] > 1 + 1e-9)
+            throw std::runtime_error("--mix: three shares >= 0 summing to at most 1");
+        mix.p_fast = v[0];
+        mix.p_slow = v[1];
+        mix.p_cut = v[2];
+    }
     std::vector<Example> pool;
     size_t pool_pos = 0;
     auto t0 = std::chrono::steady_clock::now();
