@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the main job — the paper's Table 3 (always-fast, always-slow, initial decision, initial + online
 # switch; accuracy, mean generated tokens, KV-CoE confidence AUROC) on 200 held-out problems of the embedded
-# reasoner with its committed KVClassifier. Without them it falls back to a tour of the newest tiny model.
+# reasoner with its committed KVClassifier, then the router study (oracle, random router, trial-answer exit, 95%
+# bootstrap intervals: docs/THINK.md). Without them it falls back to a tour of the newest tiny model.
 set -euo pipefail
 BUILD="${1:-build}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +17,7 @@ if [ -f "$M" ] && [ -f "$C" ]; then
   echo "   classifier $C"
   start=$(date +%s)
   "$KV" think -m "$M" --classifier "$C" --arith "$N" --levels 1-5 --table -t "$THREADS" \
-    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 --give-up 98
+    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 --give-up 98 --study
   echo; echo "[demo took $(( $(date +%s) - start )) s; recipe and full results: docs/THINK.md, docs/RESULTS.md]"
   exit 0
 fi

@@ -164,7 +164,7 @@ StudyRow trial_exit_row(const std::vector<StudyProblem> & ps, double theta) {
 
 StudyRow random_router_row(const std::vector<StudyProblem> & ps, const RouterShape & sh, uint64_t seed, int draws) {
     if (draws < 1) throw Error("random router: draws must be >= 1");
-    StudyRow r("random router (the KV router's fast rate and switch positions)");
+    StudyRow r("random router (the router's own fast rate and switch positions)");
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> U(0.0, 1.0);
     for (const auto & p : ps) {

@@ -512,8 +512,8 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<PlotSeries> study_series;
     if (study) {
         std::vector<StudyProblem> sp;
-        StudyRow r_init("KV classifier, initial only"), r_online("KV classifier, initial + online switch"),
-            r_paper("KV classifier, paper mode");
+        const std::string who = clf.meta().window.source == EmbedSource::Hidden ? "hidden-state classifier" : "KV classifier";
+        StudyRow r_init(who + ", initial only"), r_online(who + ", initial + online switch"), r_paper(who + ", paper mode");
         RouterShape shape;
         int n_fast_first = 0, n_fast_sw = 0, n_slow_sw = 0;
         for (size_t i = 0; i < items.size(); ++i) {
@@ -549,14 +549,14 @@ static int cmd_think(int argc, char ** argv) {
                     "counted, trial answers included; the authors' count beside it):\n\n%s",
                     n, n_cuts, n ? double(n_cuts) / n : 0, format_study_table(rows_s).c_str());
         std::printf("random router: fast %.1f%% of problems, slow starts switched %.1f%%, fast starts switched %.1f%% "
-                    "(the KV router's own rates and switch positions; expectation over 200 draws per problem)\n",
+                    "(the classifier router's own rates and switch positions; expectation over 200 draws per problem)\n",
                     100 * shape.fast_rate, 100 * shape.slow_switch_rate, 100 * shape.fast_switch_rate);
         const StudyRow & oracle = rows_s[P.paper_mode ? 5 : 4];
         const double slow_tok = rows_s[1].mean_tokens(), saved_oracle = slow_tok - oracle.mean_tokens();
         const double saved_kv = slow_tok - r_online.mean_tokens();
-        std::printf("the KV router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer than "
+        std::printf("the %s router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer than "
                     "always-slow) at %.1f points vs %.1f points from always-slow's accuracy\n",
-                    saved_oracle > 0 ? 100 * saved_kv / saved_oracle : 0, slow_tok / std::max(1e-9, r_online.mean_tokens()),
+                    who.c_str(), saved_oracle > 0 ? 100 * saved_kv / saved_oracle : 0, slow_tok / std::max(1e-9, r_online.mean_tokens()),
                     slow_tok / std::max(1e-9, oracle.mean_tokens()), r_online.accuracy() - rows_s[1].accuracy(),
                     oracle.accuracy() - rows_s[1].accuracy());
         PlotSeries st{"trial-answer exit (theta sweep)", {}, {}, true, true};
@@ -568,7 +568,7 @@ static int cmd_think(int argc, char ** argv) {
         study_series.push_back({"oracle", {oracle.mean_tokens()}, {oracle.accuracy()}, false, true});
         const StudyRow & rr = rows_s[P.paper_mode ? 6 : 5];
         study_series.push_back({"random router", {rr.mean_tokens()}, {rr.accuracy()}, false, true});
-        study_series.push_back({"KV initial + online", {r_online.mean_tokens()}, {r_online.accuracy()}, false, true});
+        study_series.push_back({who + ", initial + online", {r_online.mean_tokens()}, {r_online.accuracy()}, false, true});
     }
     auto write_plot = [&](std::vector<PlotSeries> series) {
         series.insert(series.end(), study_series.begin(), study_series.end());
