@@ -11,6 +11,7 @@
 #include "kvlens/error.h"
 #include "kvlens/random_model.h"
 #include "kvlens/think.h"
+#include "kvlens/think_study.h"
 #include "test_support.h"
 
 using namespace kvlens;
@@ -185,6 +186,57 @@ TEST(ThinkModel, AlwaysFastNeedsNoClassifierAndBadInput) {
     EXPECT_THROW(ThinkRunner(*fx.s, &wrong, fx.fmt, p), Error);
 }
 
+// The router study's forced answers rewind one cache, latest cut first: each must equal the answer a fresh
+// sequence decodes after prompt + slow prefix + the kept think tokens + the close.
+TEST(ThinkModel, ForcedAnswersEqualAFreshDecode) {
+    Fixture fx("qwen3");
+    ThinkParams p = small_caps();
+    p.slow_cap = 16;
+    p.policy = ThinkPolicyKind::AlwaysSlow;
+    p.confidence = false;
+    const std::string q = "What is 12+30?";
+    ThinkRunner tr(*fx.s, nullptr, fx.fmt, p);
+    const ThinkResult r = tr.run(q);
+    ASSERT_EQ((int) r.tokens.size(), r.generated);
+    std::vector<int> cuts = {0, 3, 7};
+    if (r.generated >= 12) cuts.push_back(12);
+    std::vector<std::string> seen;
+    auto check = [&](const std::string & o) {
+        seen.push_back(o);
+        return o.find("42") != std::string::npos;
+    };
+    const int n_pre = r.prompt_tokens + r.control_tokens;
+    const auto forced = forced_answers(*fx.s, fx.fmt, n_pre, fx.fmt.slow_prefix, r.tokens, cuts, check, 5);
+    ASSERT_EQ(forced.size(), cuts.size());
+    ASSERT_EQ(seen.size(), cuts.size());
+    EXPECT_EQ(fx.s->n_past(), n_pre);  // left at the first cut (0)
+    const Model & m = *fx.model;
+    for (size_t k = 0; k < cuts.size(); ++k) {
+        const ForcedAnswer & f = forced[k];
+        EXPECT_EQ(f.at, cuts[k]);
+        EXPECT_GE(f.answer_tokens, 1);
+        EXPECT_LE(f.answer_tokens, 5);
+        EXPECT_GT(f.maxprob, 0.0);
+        EXPECT_LE(f.maxprob, 1.0 + 1e-6);
+        // fresh: the whole prefix prefilled, then the same greedy answer
+        fx.s->clear();
+        std::vector<Token> pre = fx.fmt.tokens(m, q, PromptMode::Slow);
+        pre.insert(pre.end(), r.tokens.begin(), r.tokens.begin() + cuts[k]);
+        fx.s->eval(pre);
+        fx.s->append_text(fx.fmt.to_fast);
+        GenerateResult g = fx.s->generate(5);
+        std::string kept, ans;
+        for (int i = 0; i < cuts[k]; ++i) kept += m.piece(r.tokens[i], true);
+        for (Token t : g.tokens) ans += m.piece(t, true);
+        // seen[] is in the order the scan checked them: latest cut first
+        EXPECT_EQ(seen[cuts.size() - 1 - k], fx.fmt.slow_prefix + kept + fx.fmt.to_fast + ans) << "cut " << cuts[k];
+        EXPECT_EQ(f.answer_tokens, (int) g.tokens.size()) << "cut " << cuts[k];
+    }
+    // a cut beyond what the cache holds is refused, not decoded
+    fx.s->clear();
+    EXPECT_THROW(forced_answers(*fx.s, fx.fmt, 0, "", r.tokens, {2}, check, 5), Error);
+}
+
 TEST(ThinkModel, CliPipelineAndErrors) {
     Fixture fx("qwen3");
     const std::string bin = test::kvlens_bin(), d = fx.dir.path;
@@ -220,6 +272,25 @@ TEST(ThinkModel, CliPipelineAndErrors) {
     EXPECT_NE(out.find("give-up (fast if score >= 90)"), std::string::npos) << out;
     EXPECT_NE(out.find("oracle with give-up"), std::string::npos) << out;
     EXPECT_NE(out.find("paper mode"), std::string::npos) << out;
+    {  // the router study: its rows, and a resumed run prints the same study from the records
+        const std::string study = bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --fast-cap 4 --slow-cap 8 --arith 3 --table --study --sweep-theta 0.5,0.9 -o " + d + "/s.jsonl";
+        ASSERT_EQ(test::run(study, &out), 0) << out;
+        for (const char * row : {"router study on 3 problems", "| oracle (fast if right", "| random router", "| trial-answer exit (theta 0.50)", "| trial-answer exit (theta 0.90)", "| KV classifier, initial + online switch"})
+            EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
+        const std::string first = out.substr(out.find("router study on"));
+        ASSERT_EQ(test::run(study, &out), 0) << out;
+        EXPECT_NE(out.find("3 problems already in"), std::string::npos) << out;
+        EXPECT_EQ(out.substr(out.find("router study on")), first);
+        EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --arith 3 --study", &out), 1) << out;
+        EXPECT_NE(out.find("--study needs --table"), std::string::npos) << out;
+    }
+    {  // the hidden-state router: the same pipeline on --source hidden windows
+        ASSERT_EQ(test::run(bin + " probe prep -m " + m3 + " -t 1 -c 512 --arith 4 --fast-cap 4 --slow-cap 8 --seq-len 8 --layers last:2 --source hidden -o " + d + "/prep-h.jsonl", &out), 0) << out;
+        ASSERT_EQ(test::run(bin + " probe train --data " + d + "/prep-h.jsonl --hidden 16 --epochs 3 --lr 1e-3 -o " + d + "/h.gguf", &out), 0) << out;
+        ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/h.gguf --fast-cap 4 --slow-cap 8 --arith 2 --table --study", &out), 0) << out;
+        EXPECT_NE(out.find("| hidden-state classifier, initial only"), std::string::npos) << out;
+        EXPECT_NE(out.find("source=hidden"), std::string::npos) << out;  // the classifier line names its window
+    }
     EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --give-up 60,90 -p '3+4'", &out), 1) << out;
     EXPECT_NE(out.find("--give-up: one value"), std::string::npos) << out;
     // classifier next to another model: one line, exit 1
