@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KV="$BUILD/bin/kvlens"
 M="$ROOT/models/kvlens-reasoner.gguf"
 C="$ROOT/models/kvlens-reasoner.classifier.gguf"
+H="$ROOT/models/kvlens-reasoner.hidden-classifier.gguf"  # the router study's hidden-state router
 N="${DEMO_N:-200}"
 THREADS="${DEMO_THREADS:-1}"  # a 1.3M-parameter model decodes fastest on one thread
 if [ -f "$M" ] && [ -f "$C" ]; then
@@ -17,7 +18,7 @@ if [ -f "$M" ] && [ -f "$C" ]; then
   echo "   classifier $C"
   start=$(date +%s)
   "$KV" think -m "$M" --classifier "$C" --arith "$N" --levels 1-5 --table -t "$THREADS" \
-    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 --give-up 98 --study
+    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 --give-up 98 --study $( [ -f "$H" ] && echo --compare-classifier "$H" )
   echo; echo "[demo took $(( $(date +%s) - start )) s; recipe and full results: docs/THINK.md, docs/RESULTS.md]"
   exit 0
 fi

@@ -37,15 +37,17 @@ lane_a() {  # gates, classifier, fast/slow thinking
     $K think -m $M --classifier "$OUT/prompt-only.classifier.gguf" -t 1 --arith 1000 --table --no-confidence \
       --fast-cap 32 --slow-cap 224 --give-up $GIVE_UP > "$OUT/think-prompt-only.md" 2> "$OUT/think-prompt-only.log"
   fi
-  # the router study (docs/THINK.md): the KV router and the hidden-state router (same recipe, --source hidden)
-  $K think -m $M --classifier $C -t 1 --arith 1000 --levels 1-5 --table --study --fast-cap 32 --slow-cap 224 \
-    --tau 50 --delta 20 -o "$OUT/study-kv.jsonl" --plot docs/figures/router_study.svg > "$OUT/study-kv.md" 2> "$OUT/study-kv.log"
-  $K probe prep -m $M -t 1 --arith 300 --levels 1-5 --fast-cap 32 --slow-cap 224 --switch-aware --cut-every 6 \
-    --max-cuts 32 --seq-len 32 --source hidden -o "$OUT/prep-hidden.jsonl" 2> "$OUT/prep-hidden.log"
-  $K probe train --data "$OUT/prep-hidden.jsonl" --short-cutoff 16 --hidden 512 --lr 1e-3 --batch 256 --epochs 60 \
-    --patience 15 --switch-aware -o "$OUT/hidden.classifier.gguf" 2> "$OUT/hidden.train.log"
-  $K think -m $M --classifier "$OUT/hidden.classifier.gguf" -t 1 --arith 1000 --levels 1-5 --table --study \
-    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 -o "$OUT/study-hidden.jsonl" > "$OUT/study-hidden.md" 2> "$OUT/study-hidden.log"
+  # the router study (docs/THINK.md): the KV router beside the hidden-state router (same recipe, --source hidden)
+  H=models/kvlens-reasoner.hidden-classifier.gguf
+  if [ "${KEEP_CLASSIFIER:-0}" != 1 ]; then
+    $K probe prep -m $M -t 1 --arith 300 --levels 1-5 --fast-cap 32 --slow-cap 224 --switch-aware --cut-every 6 \
+      --max-cuts 32 --seq-len 32 --source hidden -o "$OUT/prep-hidden.jsonl" 2> models/kvlens-reasoner.hidden-classifier.prep.log
+    $K probe train --data "$OUT/prep-hidden.jsonl" --short-cutoff 16 --hidden 512 --lr 1e-3 --batch 256 --epochs 60 \
+      --patience 15 --switch-aware -o $H 2> models/kvlens-reasoner.hidden-classifier.train.log
+  fi
+  $K think -m $M --classifier $C --compare-classifier $H -t 1 --arith 1000 --levels 1-5 --table --study \
+    --fast-cap 32 --slow-cap 224 --tau 50 --delta 20 -o "$OUT/study.jsonl" --plot docs/figures/router_study.svg \
+    > "$OUT/study.md" 2> "$OUT/study.log"
   $K bench think -m $M --classifier $C -t 1 -c 256 --prompt-tokens 32 --decode 160 --reps 5 \
     > "$OUT/bench-think.md" 2> "$OUT/bench-think.log"
 }

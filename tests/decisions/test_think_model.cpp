@@ -290,6 +290,13 @@ TEST(ThinkModel, CliPipelineAndErrors) {
         ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/h.gguf --fast-cap 4 --slow-cap 8 --arith 2 --table --study", &out), 0) << out;
         EXPECT_NE(out.find("| hidden-state classifier, initial only"), std::string::npos) << out;
         EXPECT_NE(out.find("source=hidden"), std::string::npos) << out;  // the classifier line names its window
+        // both routers in one run: the hidden one's rows join the KV router's study
+        ASSERT_EQ(test::run(bin + " think -m " + m3 + " -t 1 -c 512 --classifier " + d + "/c.gguf --compare-classifier " + d + "/h.gguf --fast-cap 4 --slow-cap 8 --arith 2 --table --study", &out), 0) << out;
+        EXPECT_NE(out.find("| KV classifier, initial + online switch"), std::string::npos) << out;
+        EXPECT_NE(out.find("| hidden-state classifier (compared), initial + online switch"), std::string::npos) << out;
+        EXPECT_NE(out.find("the hidden-state classifier (compared) router"), std::string::npos) << out;
+        EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --compare-classifier " + d + "/h.gguf --arith 2 --table", &out), 1) << out;
+        EXPECT_NE(out.find("--compare-classifier needs --study"), std::string::npos) << out;
     }
     EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --give-up 60,90 -p '3+4'", &out), 1) << out;
     EXPECT_NE(out.find("--give-up: one value"), std::string::npos) << out;

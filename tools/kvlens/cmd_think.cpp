@@ -124,6 +124,7 @@ struct ItemRuns {
     std::optional<Run> paper;
     std::map<std::pair<int, double>, Run> sweep;
     std::vector<ForcedAnswer> cuts;  // --study: the answers forced along the slow think
+    std::optional<Run> online2;      // --compare-classifier: the second classifier's online run
 };
 
 }  // namespace
@@ -141,6 +142,10 @@ static int cmd_think(int argc, char ** argv) {
     cli::add_session_flags(app, a);
     cli::add_sampling_flags(app, a);
     app.add_option("--classifier", clf_path, "KVClassifier GGUF (kvlens probe train)");
+    std::string clf2_path;
+    app.add_option("--compare-classifier", clf2_path,
+                   "with --study: a second classifier (e.g. the hidden-state router, probe prep --source hidden) run "
+                   "online on the same problems; its rows join the study");
     app.add_option("-p,--prompt", prompt, "one question");
     app.add_option("-f,--file", file, "read the question from a file");
     cli::add_problem_set_flags(app, ps, "N held-out arithmetic problems (seeds with the held-out bit)");
@@ -189,6 +194,7 @@ static int cmd_think(int argc, char ** argv) {
     if (!plot.empty()) check_writable(plot);
     if ((table || !sweep_tau.empty() || !sweep_delta.empty()) && clf_path.empty()) throw Error("--table needs --classifier");
     if (study && !table) throw Error("--study needs --table");
+    if (!clf2_path.empty() && !study) throw Error("--compare-classifier needs --study");
     const std::vector<double> thetas = cli::parse_numbers(sweep_theta, "--sweep-theta");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : cli::parse_numbers(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
@@ -204,7 +210,14 @@ static int cmd_think(int argc, char ** argv) {
     }
     PromptFormat fmt = cli::make_thinking_format(*model, pa);
     const KvClassifier * cp = clf.empty() ? nullptr : &clf;
-    const TapSpec tap = ThinkRunner::tap_spec(model->facts(), cp, P);
+    KvClassifier clf2;
+    if (!clf2_path.empty()) {
+        clf2 = KvClassifier::load(clf2_path);
+        clf2.check_model(model->facts());
+    }
+    const KvClassifier * cp2 = clf2.empty() ? nullptr : &clf2;
+    TapSpec tap = ThinkRunner::tap_spec(model->facts(), cp, P);
+    if (cp2) tap = tap_union(tap, ThinkRunner::tap_spec(model->facts(), cp2, P));
 
     if (single) {
         std::string q = cli::read_prompt(prompt, file);
@@ -253,6 +266,7 @@ static int cmd_think(int argc, char ** argv) {
         };
         sig.add("model", cli::weights_fingerprint(a.model.path))
             .add("classifier", clf_path.empty() ? "none" : cli::weights_fingerprint(clf_path))
+            .add("compare", clf2_path.empty() ? "none" : cli::weights_fingerprint(clf2_path))
             .add("policy", policy)
             .add("table", table ? (study ? "study" : "yes") : "no")
             .add("tau", num(P.tau))
@@ -315,6 +329,7 @@ static int cmd_think(int argc, char ** argv) {
             x.fast = run_from_json(d->second.at("fast"));
             x.slow = run_from_json(d->second.at("slow"));
             x.online = run_from_json(d->second.at("online"));
+            if (cp2) x.online2 = run_from_json(d->second.at("online2"));
             if (P.paper_mode) x.paper = run_from_json(d->second.at("paper"));
             if (study) {
                 for (const json & c : d->second.at("cuts")) {
@@ -345,6 +360,10 @@ static int cmd_think(int argc, char ** argv) {
                                         [&](const std::string & o) { return check_item(it, o); }, P.fast_cap);
             }
             x.online = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, false));
+            if (cp2) {
+                ThinkRunner tr2(seq, cp2, fmt, P);
+                x.online2 = run_with(tr2, it, with_policy(P, ThinkPolicyKind::Classifier, true, false));
+            }
             if (P.paper_mode) x.paper = run_with(tr, it, with_policy(P, ThinkPolicyKind::Classifier, true, true));
         }
         if (!sweep) return;
@@ -387,6 +406,7 @@ static int cmd_think(int argc, char ** argv) {
                           {"score", x.online.r.initial_score}, {"fast", result_json(x.fast.r, x.fast.ok)},
                           {"slow", result_json(x.slow.r, x.slow.ok)}, {"online", result_json(x.online.r, x.online.ok)}};
                 if (x.paper) j["paper"] = result_json(x.paper->r, x.paper->ok);
+                if (x.online2) j["online2"] = result_json(x.online2->r, x.online2->ok);
                 if (study) {  // [at, correct, answer tokens, mean max-prob, hit cap] per line end
                     json cs = json::array();
                     for (const ForcedAnswer & f : x.cuts) cs.push_back({f.at, f.correct, f.answer_tokens, f.maxprob, f.hit_cap});
@@ -512,8 +532,12 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<PlotSeries> study_series;
     if (study) {
         std::vector<StudyProblem> sp;
-        const std::string who = clf.meta().window.source == EmbedSource::Hidden ? "hidden-state classifier" : "KV classifier";
+        auto name_of = [](const KvClassifier & c) {
+            return std::string(c.meta().window.source == EmbedSource::Hidden ? "hidden-state classifier" : "KV classifier");
+        };
+        const std::string who = name_of(clf), who2 = cp2 ? name_of(clf2) + " (compared)" : "";
         StudyRow r_init(who + ", initial only"), r_online(who + ", initial + online switch"), r_paper(who + ", paper mode");
+        StudyRow r2_init(who2 + ", initial only"), r2_online(who2 + ", initial + online switch");
         RouterShape shape;
         int n_fast_first = 0, n_fast_sw = 0, n_slow_sw = 0;
         for (size_t i = 0; i < items.size(); ++i) {
@@ -524,6 +548,10 @@ static int cmd_think(int argc, char ** argv) {
             r_init.add(srun(init));
             r_online.add(srun(x.online));
             if (x.paper) r_paper.add(srun(*x.paper));
+            if (x.online2) {
+                r2_init.add(srun(x.online2->r.first_mode == ThinkMode::Fast ? x.fast : x.slow));
+                r2_online.add(srun(*x.online2));
+            }
             const bool ff = x.online.r.first_mode == ThinkMode::Fast;
             n_fast_first += ff;
             if (x.online.r.switched) {
@@ -539,6 +567,11 @@ static int cmd_think(int argc, char ** argv) {
         if (P.paper_mode) rows_s.push_back(r_paper);
         rows_s.push_back(oracle_row(sp));
         rows_s.push_back(random_router_row(sp, shape));
+        const size_t i_oracle = rows_s.size() - 2, i_random = rows_s.size() - 1;
+        if (cp2) {
+            rows_s.push_back(r2_init);
+            rows_s.push_back(r2_online);
+        }
         std::vector<StudyRow> trial;
         for (double th : thetas) trial.push_back(trial_exit_row(sp, th));
         rows_s.insert(rows_s.end(), trial.begin(), trial.end());
@@ -551,14 +584,18 @@ static int cmd_think(int argc, char ** argv) {
         std::printf("random router: fast %.1f%% of problems, slow starts switched %.1f%%, fast starts switched %.1f%% "
                     "(the classifier router's own rates and switch positions; expectation over 200 draws per problem)\n",
                     100 * shape.fast_rate, 100 * shape.slow_switch_rate, 100 * shape.fast_switch_rate);
-        const StudyRow & oracle = rows_s[P.paper_mode ? 5 : 4];
+        const StudyRow & oracle = rows_s[i_oracle];
         const double slow_tok = rows_s[1].mean_tokens(), saved_oracle = slow_tok - oracle.mean_tokens();
-        const double saved_kv = slow_tok - r_online.mean_tokens();
-        std::printf("the %s router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer than "
-                    "always-slow) at %.1f points vs %.1f points from always-slow's accuracy\n",
-                    who.c_str(), saved_oracle > 0 ? 100 * saved_kv / saved_oracle : 0, slow_tok / std::max(1e-9, r_online.mean_tokens()),
-                    slow_tok / std::max(1e-9, oracle.mean_tokens()), r_online.accuracy() - rows_s[1].accuracy(),
-                    oracle.accuracy() - rows_s[1].accuracy());
+        auto share = [&](const std::string & name, const StudyRow & r) {
+            const double saved = slow_tok - r.mean_tokens();
+            std::printf("the %s router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer "
+                        "than always-slow) at %.1f points vs %.1f points from always-slow's accuracy\n",
+                        name.c_str(), saved_oracle > 0 ? 100 * saved / saved_oracle : 0, slow_tok / std::max(1e-9, r.mean_tokens()),
+                        slow_tok / std::max(1e-9, oracle.mean_tokens()), r.accuracy() - rows_s[1].accuracy(),
+                        oracle.accuracy() - rows_s[1].accuracy());
+        };
+        share(who, r_online);
+        if (cp2) share(who2, r2_online);
         PlotSeries st{"trial-answer exit (theta sweep)", {}, {}, true, true};
         for (const auto & r : trial) {
             st.x.push_back(r.mean_tokens());
@@ -566,9 +603,10 @@ static int cmd_think(int argc, char ** argv) {
         }
         study_series.push_back(st);
         study_series.push_back({"oracle", {oracle.mean_tokens()}, {oracle.accuracy()}, false, true});
-        const StudyRow & rr = rows_s[P.paper_mode ? 6 : 5];
+        const StudyRow & rr = rows_s[i_random];
         study_series.push_back({"random router", {rr.mean_tokens()}, {rr.accuracy()}, false, true});
         study_series.push_back({who + ", initial + online", {r_online.mean_tokens()}, {r_online.accuracy()}, false, true});
+        if (cp2) study_series.push_back({who2 + ", initial + online", {r2_online.mean_tokens()}, {r2_online.accuracy()}, false, true});
     }
     auto write_plot = [&](std::vector<PlotSeries> series) {
         series.insert(series.end(), study_series.begin(), study_series.end());
