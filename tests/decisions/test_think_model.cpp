@@ -283,6 +283,8 @@ TEST(ThinkModel, CliPipelineAndErrors) {
         EXPECT_EQ(out.substr(out.find("router study on")), first);
         EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --arith 3 --study", &out), 1) << out;
         EXPECT_NE(out.find("--study needs --table"), std::string::npos) << out;
+        EXPECT_EQ(test::run(bin + " think -m " + m3 + " --classifier " + d + "/c.gguf --arith 3 --table --study --sweep-theta 0.5,1.5", &out), 1) << out;
+        EXPECT_NE(out.find("kvlens: error: --sweep-theta: thresholds"), std::string::npos) << out;
     }
     {  // the hidden-state router: the same pipeline on --source hidden windows
         ASSERT_EQ(test::run(bin + " probe prep -m " + m3 + " -t 1 -c 512 --arith 4 --fast-cap 4 --slow-cap 8 --seq-len 8 --layers last:2 --source hidden -o " + d + "/prep-h.jsonl", &out), 0) << out;

@@ -196,6 +196,8 @@ static int cmd_think(int argc, char ** argv) {
     if (study && !table) throw Error("--study needs --table");
     if (!clf2_path.empty() && !study) throw Error("--compare-classifier needs --study");
     const std::vector<double> thetas = cli::parse_numbers(sweep_theta, "--sweep-theta");
+    for (double th : thetas)
+        if (!(th >= 0 && th <= 1)) throw Error("--sweep-theta: thresholds are mean max-probabilities in [0, 1]");
     const std::vector<double> give_ups = give_up.empty() ? std::vector<double>{} : cli::parse_numbers(give_up, "--give-up");
     if (!table && give_ups.size() > 1) throw Error("--give-up: one value (a list only with --table)");
     if (!table && give_ups.size() == 1) P.give_up = give_ups[0];
