@@ -11,9 +11,10 @@
 //   slow: "<think>\n" SOLUTION { ROUND(k) } "</think>\n\n" ANSWER "<|im_end|>"
 //         SOLUTION is the scratchpad of arith_trace_steps (the first complete solution); then
 //         arith_recheck_rounds(level) re-check rounds, each one line: a marker "|LL|" (LL rounds left,
-//         this one included: the last round is "|01|"), the column sums re-derived (the fast answer's worked line) and the answer they confirm after a
-//         last ';'. For 4721+3856 (level 4), round 1 of 9:
-//           "|09|1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08;8577\n"
+//         this one included: the last round is "|01|"), then the answer re-stated. For 4721+3856 (level 4),
+//         round 1 of 42:
+//           "|42|8577\n"
+//         (Rounds that re-derived the column sums broke the fine-tuned scratchpad: docs/MODEL.md, "Status".)
 //         Easier levels get more rounds (docs/MODEL.md, "The overthinking profile"). Every line after the first
 //         solution ends with the answer, so a think closed at any boundary after it reads the line above.
 // A think may be closed ("</think>\n\n" forced) after any of its lines: after the first complete solution the
@@ -28,11 +29,11 @@ namespace kvlens {
 
 extern const char * const kArithQwen3FastPrefix;  // "<think>\n\n</think>\n\n"
 
-// Re-check rounds after the first solution, by level: 32, 19, 13, 9, 8. Throws for an unknown level.
+// Re-check rounds after the first solution, by level: 75, 61, 51, 42, 39. Throws for an unknown level.
 int arith_recheck_rounds(int level);
 // "|LL|" with LL = rounds - round + 1 (two digits), the head of a re-check line. Throws unless 1 <= round <= rounds <= 99.
 std::string arith_recheck_marker(int round, int rounds);
-// Re-check round `round` of `rounds`: marker, worked line, ';', answer, '\n'.
+// Re-check round `round` of `rounds`: marker, answer, '\n'.
 std::string arith_recheck_line(const ArithProblem & p, int round, int rounds);
 // True when a think line is a re-check round.
 bool arith_is_recheck_marker(const std::string & line);
@@ -54,7 +55,7 @@ std::string arith_overthink_cut_text(const ArithProblem & p, int n_lines, int ro
 std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int rounds = -1);
 
 // The answer a scratchpad line states: its carry out (when non-zero), then its result digits — "...=08;8577\n" ->
-// "8577", "..=15;577." -> "1577"; a re-check round: the digits after its last ';'. "" for any other line.
+// "8577", "..=15;577." -> "1577"; a re-check round: the digits after its marker. "" for any other line.
 std::string arith_line_answer(const std::string & line);
 
 // Number of lines that start as a re-check round does (the rounds a generated think holds).

@@ -17,7 +17,7 @@ std::string two_digits(int v) { return std::string(1, char('0' + v / 10)) + char
 
 int arith_recheck_rounds(int level) {
     arith_level_digits(level);  // throws for an unknown level
-    static const int rounds[] = {32, 19, 13, 9, 8};
+    static const int rounds[] = {75, 61, 51, 42, 39};
     return rounds[level - 1];
 }
 
@@ -30,9 +30,9 @@ std::string arith_recheck_marker(int round, int rounds) {
 }
 
 std::string arith_recheck_line(const ArithProblem & p, int round, int rounds) {
-    std::string work = arith_fast_work(p);
-    work.pop_back();  // its '\n'
-    return arith_recheck_marker(round, rounds) + work + ";" + p.answer + "\n";
+    // the answer re-stated, nothing re-derived: a line with the scratchpad's "a+b+k=NN" taught the model a second
+    // way to fill that pattern and broke its scratchpad (docs/MODEL.md, "Status")
+    return arith_recheck_marker(round, rounds) + p.answer + "\n";
 }
 
 bool arith_is_recheck_marker(const std::string & line) { return line.rfind(kMarkerHead, 0) == 0; }
@@ -82,10 +82,10 @@ std::string arith_overthink_fast_then_slow_text(const ArithProblem & p, int roun
 }
 
 std::string arith_line_answer(const std::string & line) {
-    if (arith_is_recheck_marker(line)) {  // a re-check round states the answer after its last ';'
-        const size_t semi = line.rfind(';');
+    if (arith_is_recheck_marker(line)) {  // a re-check round states the answer after its marker "|LL|"
+        const size_t close = line.find('|', 1);
         std::string digits;
-        for (size_t i = semi == std::string::npos ? line.size() : semi + 1; i < line.size(); ++i) {
+        for (size_t i = close == std::string::npos ? line.size() : close + 1; i < line.size(); ++i) {
             if (line[i] < '0' || line[i] > '9') break;
             digits += line[i];
         }

@@ -50,6 +50,38 @@ TEST(OverthinkData, LossCoversOnlyGeneratedText) {
     }
 }
 
+TEST(OverthinkData, ACutBeyondTheThinkIsRejectedNotReadPastTheEnd) {
+    Tokenizer tok(kModel);
+    const ArithProblem p = arith_generate(2, 5);
+    const int steps = int(arith_trace_steps(p).size()), lines = int(arith_overthink_lines(p).size());
+    EXPECT_NO_THROW(make_example(tok, p, Mode::Cut, steps, Profile::Classic));
+    EXPECT_THROW(make_example(tok, p, Mode::Cut, steps + 1, Profile::Classic), std::runtime_error);
+    EXPECT_NO_THROW(make_example(tok, p, Mode::Cut, lines, Profile::Overthink));
+    EXPECT_THROW(make_example(tok, p, Mode::Cut, lines + 1, Profile::Overthink), std::runtime_error);
+    EXPECT_THROW(make_example(tok, p, Mode::Cut, -1, Profile::Classic), std::runtime_error);
+}
+
+TEST(OverthinkData, RehearsalDrawsTheCommittedModelsOwnTexts) {
+    Tokenizer tok(kModel);
+    // a classic fast answer follows the classic prefix (never Qwen3's): 30 % of the classic draws are fast
+    auto classic_fast_share = [&](double rehearse) {
+        Mixture mix = overthink_mixture();
+        mix.p_rehearse = rehearse;
+        std::mt19937_64 rng(11);
+        const int n = 3000;
+        int k = 0;
+        for (int i = 0; i < n; ++i) {
+            const Example e = mix.draw(tok, rng, 1.0);
+            const std::string out = split(tok, e).second;
+            k += e.mode == Mode::Fast && out.size() >= std::string(kArithFastPrefix).size() &&
+                 out.compare(out.size() - std::string(kArithFastPrefix).size(), std::string::npos, kArithFastPrefix) == 0;
+        }
+        return double(k) / n;
+    };
+    EXPECT_NEAR(classic_fast_share(0.5), 0.5 * Mixture().p_fast, 0.025);
+    EXPECT_EQ(classic_fast_share(0.0), 0.0);
+}
+
 TEST(OverthinkData, CurriculumGrowsTheRounds) {
     Tokenizer tok(kModel);
     const Mixture mix = overthink_mixture();

@@ -67,6 +67,8 @@ Segments overthink_segments(const ArithProblem & p, Mode mode, int cut_lines, in
         case Mode::Slow:
             return {{prompt + kArithSlowPrefix, false}, {think + kArithThinkClose + tail, true}};
         case Mode::Cut: {
+            if (cut_lines < 0 || cut_lines > int(lines.size()))
+                throw std::runtime_error("a cut keeps " + std::to_string(cut_lines) + " of " + std::to_string(lines.size()) + " think lines");
             std::string part;
             for (int i = 0; i < cut_lines; ++i) part += lines[i];
             return {{prompt + kArithSlowPrefix, false}, {part, true}, {kArithThinkClose, false}, {tail, true}};
@@ -97,6 +99,8 @@ Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, i
             seg = {{prompt + kArithSlowPrefix, false}, {trace + kArithThinkClose + tail, true}};
             break;
         case Mode::Cut: {
+            if (cut_steps < 0 || cut_steps > int(steps.size()))
+                throw std::runtime_error("a cut keeps " + std::to_string(cut_steps) + " of " + std::to_string(steps.size()) + " scratchpad steps");
             std::string part;
             for (int i = 0; i < cut_steps; ++i) part += steps[i];
             seg = {{prompt + kArithSlowPrefix, false}, {part, true}, {kArithThinkClose, false}, {tail, true}};
@@ -168,6 +172,7 @@ int draw_level(const double * w, std::mt19937_64 & rng, double progress, double 
 // The overthinking profile's draw (every level from the start: it fine-tunes a model that knows them all).
 Example draw_overthink(const Mixture & mx, const Tokenizer & tok, std::mt19937_64 & rng, double progress) {
     std::uniform_real_distribution<double> U(0.0, 1.0);
+    if (mx.p_rehearse > 0 && U(rng) < mx.p_rehearse) return Mixture().draw(tok, rng, 1.0);  // a classic text
     const double m = U(rng);
     const Mode mode = m < mx.p_fast ? Mode::Fast : m < mx.p_fast + mx.p_slow ? Mode::Slow
                     : m < mx.p_fast + mx.p_slow + mx.p_cut ? Mode::Cut : Mode::FastThenSlow;

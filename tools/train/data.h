@@ -65,6 +65,9 @@ struct Mixture {
     // at most the level's R). The committed model has never seen the re-check text, and a long think it predicts
     // confidently wrong gives gradients that overflow (docs/MODEL.md); short thinks first avoid that.
     double full_rounds_at = 0.2;
+    // Overthinking profile only: the share of examples that are the committed model's own texts (the classic
+    // profile's draw, every level): rehearsal against forgetting its scratchpad (docs/MODEL.md, "Status").
+    double p_rehearse = 0.0;
     Example draw(const Tokenizer & tok, std::mt19937_64 & rng, double progress) const;
 };
 // An example as text with the loss spans in [[ ]] and its token count (kvlens-train show).

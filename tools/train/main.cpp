@@ -29,6 +29,7 @@ static void usage() {
                  "                          [--ff F] [--heads H] [--kv-heads K] [--head-dim D] [--val-every N]\n"
                  "                          [--ckpt-minutes M] [--export-partial]\n"
                  "                          [--profile classic|overthink] [--init-from MODEL.gguf] [--ctx N]\n"
+                 "                          [--mix FAST,SLOW,CUT] [--rehearse SHARE (overthink: classic texts mixed in)]\n"
                  "       kvlens-train eval  [--model F] [--per-level N] [--seed S] [--cutoff C] [--threads N]\n"
                  "                          [--jsonl F] [--profile auto|classic|overthink] [--max-new N]\n");
 }
@@ -80,6 +81,7 @@ int main(int argc, char ** argv) {
             else if (k == "--spike-guard") ta.spike_factor = std::stod(next());
             else if (k == "--level-weights") ta.level_weights = next();
             else if (k == "--mix") ta.mix = next();
+            else if (k == "--rehearse") ta.rehearse = std::stod(next());
             else if (k == "--profile") { const std::string v = next(); ta.profile = v; ea.profile = v; }
             else if (k == "--init-from") ta.init_from = next();
             else if (k == "--ctx") ta.ctx = std::stoi(next());
@@ -107,8 +109,8 @@ int main(int argc, char ** argv) {
                 const int first = int(kvlens::arith_trace_steps(p).size());
                 for (Mode m : {Mode::Fast, Mode::Slow, Mode::FastThenSlow})
                     std::printf("%s\n\n", render_example(tok, make_example(tok, p, m, 0, prof)).c_str());
-                for (int k : {0, first - 1, first, first + 1})
-                    if (k >= 0) std::printf("cut %d: %s\n\n", k, render_example(tok, make_example(tok, p, Mode::Cut, k, prof)).c_str());
+                for (int k : {0, first - 1, first, first + 1})  // first + 1: a line into the re-check rounds
+                    if (k >= 0 && (prof == Profile::Overthink || k <= first)) std::printf("cut %d: %s\n\n", k, render_example(tok, make_example(tok, p, Mode::Cut, k, prof)).c_str());
             }
             Mixture mix = prof == Profile::Overthink ? overthink_mixture() : Mixture();
             std::mt19937_64 rng(ea.seed);

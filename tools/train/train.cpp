@@ -355,6 +355,11 @@ int run_train(const TrainArgs & a) {
         mix.p_slow = v[1];
         mix.p_cut = v[2];
     }
+    if (a.rehearse >= 0) {
+        if (a.rehearse > 1 || profile != Profile::Overthink)
+            throw std::runtime_error("--rehearse: a share in [0, 1], with --profile overthink");
+        mix.p_rehearse = a.rehearse;
+    }
     std::vector<Example> pool;
     size_t pool_pos = 0;
     auto t0 = std::chrono::steady_clock::now();

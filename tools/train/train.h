@@ -27,6 +27,7 @@ struct TrainArgs {
     int val_per_level = 40;
     double ckpt_minutes = 5;
     std::string level_weights;    // "w1,w2,w3,w4,w5" (default 1,1,1.5,2,3)
+    double rehearse = -1;         // overthink: share of classic (rehearsal) examples; < 0: the profile's default
     std::string mix;              // "fast,slow,cut" shares (the rest: fast-then-slow); default: the profile's
     bool export_partial = false;  // also write --out when stopped by --minutes
     // Spike guard: when the mean loss of the last 20 steps exceeds spike_factor x the mean of the 200 before,
