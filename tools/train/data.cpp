@@ -279,39 +279,17 @@ size_t pack_first_fit(const std::vector<Example> & pool, std::vector<bool> & use
 }
 
 size_t pack(const std::vector<Example> & ex, size_t from, int T, int B, PackedBatch & out) {
-    out.T = T;
-    out.B = B;
-    out.tokens.assign(size_t(T) * B, 0);
-    out.pos.assign(size_t(T) * B, 0);
-    out.label.assign(size_t(T) * B, -1);
-    out.mask.assign(size_t(T) * T * B, -INFINITY);
-    out.spans.clear();
+    clear_batch(T, B, out);
     size_t i = from;
     for (int b = 0; b < B; ++b) {
-        std::vector<int> seg(T, -1);
-        int p = 0, id = 0;
+        std::vector<size_t> row;
+        int p = 0;
         while (i < ex.size() && p + int(ex[i].tokens.size()) <= T) {
-            const Example & e = ex[i];
-            const int n = int(e.tokens.size());
-            out.spans.push_back({b, p, n, e.level, e.mode});
-            for (int j = 0; j < n; ++j) {
-                out.tokens[size_t(b) * T + p + j] = e.tokens[j];
-                out.pos[size_t(b) * T + p + j] = j;
-                seg[p + j] = id;
-                if (j + 1 < n && e.target[j + 1]) out.label[size_t(b) * T + p + j] = e.tokens[j + 1];
-            }
-            p += n;
-            ++id;
-            ++i;
+            p += int(ex[i].tokens.size());
+            row.push_back(i++);
         }
-        if (p == 0 && i < ex.size()) throw std::runtime_error("example longer than the row length");
-        for (int j = p; j < T; ++j) seg[j] = -2 - j;  // padding: each position its own segment
-        float * m = out.mask.data() + size_t(b) * T * T;
-        for (int q = 0; q < T; ++q) {
-            for (int k = 0; k <= q; ++k) {
-                if (seg[k] == seg[q]) m[size_t(q) * T + k] = 0.0f;
-            }
-        }
+        if (row.empty() && i < ex.size()) throw std::runtime_error("example longer than the row length");
+        write_row(ex, row, b, out);
     }
     return i - from;
 }
