@@ -25,12 +25,7 @@ using Clock = std::chrono::steady_clock;
 std::string reasoner() { return test::source_dir() + "/models/kvlens-reasoner.gguf"; }
 std::string classifier() { return test::source_dir() + "/models/kvlens-reasoner.classifier.gguf"; }
 
-std::string slurp(const std::string & p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using kvlens::test::slurp;
 
 // Start `kvlens ARGS` (output discarded); the pid is kvlens itself (the shell execs it).
 pid_t spawn(const std::string & args) {

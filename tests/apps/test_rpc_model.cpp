@@ -45,26 +45,10 @@ Outcome cli(const std::string & args) {
     return o;
 }
 
-std::string slurp(const std::string & p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using kvlens::test::slurp;
 
 // A port nothing listens on now (bound, then closed).
-int free_port() {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    bind(s, (sockaddr *) &a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(s, (sockaddr *) &a, &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
+using kvlens::test::free_port;
 
 // One ggml-rpc-server (1 thread, CPU device) on 127.0.0.1, stopped at destruction; dies with the test.
 struct RpcServer {
@@ -176,12 +160,7 @@ void expect_same_records(const std::string & rpc_file, const std::string & local
 }
 
 void expect_one_clear_error(const Outcome & o, const std::string & needle) {
-    EXPECT_EQ(o.rc, 1) << o.out;
-    std::string line = o.out;
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    EXPECT_EQ(line.find('\n'), std::string::npos) << "more than one line:\n" << o.out;
-    EXPECT_EQ(line.rfind("kvlens: error: ", 0), 0u) << o.out;
-    EXPECT_NE(line.find(needle), std::string::npos) << "expected '" << needle << "' in: " << o.out;
+    kvlens::test::expect_one_clear_error(o.rc, o.out, needle);
 }
 
 const char * kF32 = " -ctk f32 -ctv f32 -t 1";

@@ -37,22 +37,12 @@ Outcome cli(const std::string & args) {
     return o;
 }
 
-std::string slurp(const std::string & p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using kvlens::test::slurp;
 
 void write_file(const std::string & p, const std::string & bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 
 void expect_one_clear_error(const Outcome & o, const std::string & needle) {
-    EXPECT_EQ(o.rc, 1) << o.out;
-    std::string line = o.out;
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    EXPECT_EQ(line.find('\n'), std::string::npos) << "more than one line:\n" << o.out;
-    EXPECT_EQ(line.rfind("kvlens: error: ", 0), 0u) << o.out;
-    EXPECT_NE(line.find(needle), std::string::npos) << "expected '" << needle << "' in: " << o.out;
+    kvlens::test::expect_one_clear_error(o.rc, o.out, needle);
 }
 
 // Runs `kvlens ARGS_k` for every k as separate processes at the same time; all must exit 0.

@@ -30,21 +30,12 @@ Outcome kvlens(const std::string & args) {
 }
 
 void expect_one_clear_error(const Outcome & o, const std::string & needle) {
-    EXPECT_NE(o.rc, 0) << o.out;
-    EXPECT_LT(o.rc, 128) << "crashed / aborted: " << o.out;
-    std::string line = o.out;
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    EXPECT_EQ(line.find('\n'), std::string::npos) << "more than one line:\n" << o.out;
-    EXPECT_EQ(line.rfind("kvlens: error: ", 0), 0u) << o.out;
-    EXPECT_NE(line.find(needle), std::string::npos) << "expected '" << needle << "' in: " << o.out;
+    kvlens::test::expect_one_clear_error(o.rc, o.out, needle, /*exit_1=*/false);
 }
 
 void write_file(const std::string & path, const std::string & bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
-std::string slurp(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using kvlens::test::slurp;
 
 struct BadInput : ::testing::Test {
     test::TempDir dir;

@@ -43,12 +43,7 @@ test::TempDir & tmp() {
     static test::TempDir d;
     return d;
 }
-std::string slurp(const std::string & p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using kvlens::test::slurp;
 std::string tmpl_path(const Case & c) { return test::llama_dir() + "/models/templates/" + c.tmpl; }
 std::string vocab_path(const Case & c) { return test::llama_dir() + "/models/" + c.vocab; }
 

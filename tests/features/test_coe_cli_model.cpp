@@ -32,10 +32,7 @@ Outcome run_cli(const std::string & args) {
 
 void write_file(const std::string & path, const std::string & bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
-std::string slurp(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using kvlens::test::slurp;
 
 std::vector<json> read_jsonl(const std::string & path) {
     std::vector<json> out;
@@ -47,12 +44,7 @@ std::vector<json> read_jsonl(const std::string & path) {
 }
 
 void expect_one_clear_error(const Outcome & o, const std::string & needle) {
-    EXPECT_EQ(o.rc, 1) << o.out;
-    std::string line = o.out;
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    EXPECT_EQ(line.find('\n'), std::string::npos) << "more than one line:\n" << o.out;
-    EXPECT_EQ(line.rfind("kvlens: error: ", 0), 0u) << o.out;
-    EXPECT_NE(line.find(needle), std::string::npos) << "expected '" << needle << "' in: " << o.out;
+    kvlens::test::expect_one_clear_error(o.rc, o.out, needle);
 }
 
 void expect_record_fields(const json & r) {

@@ -20,6 +20,16 @@ inline std::string kvlens_bin() { return KVLENS_BIN; }
 // Run a shell command, capturing stdout+stderr; returns the exit status.
 int run(const std::string & cmd, std::string * out = nullptr);
 
+// A whole file's bytes ("" when it cannot be read).
+std::string slurp(const std::string & path);
+
+// A free TCP port on 127.0.0.1 (bound, read back, released).
+int free_port();
+
+// A command that failed on bad input: exit status 1 (any failure short of a signal when !exit_1), and its whole
+// output is one line "kvlens: error: ..." containing needle.
+void expect_one_clear_error(int rc, const std::string & out, const std::string & needle, bool exit_1 = true);
+
 // A temporary directory removed at destruction.
 struct TempDir {
     std::string path;
