@@ -67,8 +67,6 @@ Segments overthink_segments(const ArithProblem & p, Mode mode, int cut_lines, in
         case Mode::Slow:
             return {{prompt + kArithSlowPrefix, false}, {think + kArithThinkClose + tail, true}};
         case Mode::Cut: {
-            if (cut_lines < 0 || cut_lines > int(lines.size()))
-                throw std::runtime_error("a cut keeps " + std::to_string(cut_lines) + " of " + std::to_string(lines.size()) + " think lines");
             std::string part;
             for (int i = 0; i < cut_lines; ++i) part += lines[i];
             return {{prompt + kArithSlowPrefix, false}, {part, true}, {kArithThinkClose, false}, {tail, true}};
@@ -90,6 +88,11 @@ Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, i
     std::string trace;
     for (const auto & s : steps) trace += s;
     const std::string tail = p.answer + kArithEndOfTurn;
+    if (mode == Mode::Cut) {  // one check for both profiles: a cut keeps 0..all of the think's lines
+        const int n = profile == Profile::Overthink ? int(arith_overthink_lines(p, rounds).size()) : int(steps.size());
+        if (cut_steps < 0 || cut_steps > n)
+            throw std::runtime_error("a cut keeps " + std::to_string(cut_steps) + " of " + std::to_string(n) + " think lines");
+    }
     if (profile == Profile::Overthink) seg = overthink_segments(p, mode, cut_steps, rounds);
     else switch (mode) {
         case Mode::Fast:
@@ -99,8 +102,6 @@ Example make_example(const Tokenizer & tok, const ArithProblem & p, Mode mode, i
             seg = {{prompt + kArithSlowPrefix, false}, {trace + kArithThinkClose + tail, true}};
             break;
         case Mode::Cut: {
-            if (cut_steps < 0 || cut_steps > int(steps.size()))
-                throw std::runtime_error("a cut keeps " + std::to_string(cut_steps) + " of " + std::to_string(steps.size()) + " scratchpad steps");
             std::string part;
             for (int i = 0; i < cut_steps; ++i) part += steps[i];
             seg = {{prompt + kArithSlowPrefix, false}, {part, true}, {kArithThinkClose, false}, {tail, true}};
