@@ -15,14 +15,15 @@
 #include "kvlens/session.h"
 #include "llama.h"
 
-// The trainer's sources (tools/train is an app, not part of the library).
-#include "../../tools/train/check.cpp"
-#include "../../tools/train/data.cpp"
-#include "../../tools/train/eval_core.cpp"
-#include "../../tools/train/eval_overthink.cpp"
-#include "../../tools/train/gen.cpp"
-#include "../../tools/train/reasoner.cpp"
-#include "../../tools/train/vocab.cpp"
+// The trainer's library (tools/train, target kvlens_train).
+#include "check.h"
+#include "data.h"
+#include "eval_core.h"
+#include "eval_overthink.h"
+#include "gen.h"
+#include "reasoner.h"
+#include "train.h"
+#include "vocab.h"
 
 using namespace kvlens;
 using namespace kvlens::train;

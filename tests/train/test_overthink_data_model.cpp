@@ -6,8 +6,8 @@
 
 #include "kvlens/arith_overthink.h"
 
-// The trainer's sources (tools/train is an app, not part of the library).
-#include "../../tools/train/data.cpp"
+// The trainer's library (tools/train, target kvlens_train).
+#include "data.h"
 
 using namespace kvlens;
 using namespace kvlens::train;

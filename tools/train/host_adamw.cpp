@@ -6,21 +6,21 @@
 namespace kvlens::train {
 
 double HostAdamw::step(ggml_opt_context_t opt, const Weights & w, double lr) {
-    const size_t n = w.all.size();
+    const size_t n = w.trained.size();
     if (m.empty()) {
         m.resize(n);
         v.resize(n);
         for (size_t i = 0; i < n; ++i) {
-            m[i].assign(ggml_nelements(w.all[i]), 0.0f);
-            v[i].assign(ggml_nelements(w.all[i]), 0.0f);
+            m[i].assign(ggml_nelements(w.trained[i]), 0.0f);
+            v[i].assign(ggml_nelements(w.trained[i]), 0.0f);
         }
     }
     std::vector<std::vector<float>> g(n);
     double sq = 0;
     bool finite = true;
     for (size_t i = 0; i < n; ++i) {
-        ggml_tensor * acc = ggml_opt_grad_acc(opt, w.all[i]);
-        g[i].resize(ggml_nelements(w.all[i]));
+        ggml_tensor * acc = ggml_opt_grad_acc(opt, w.trained[i]);
+        g[i].resize(ggml_nelements(w.trained[i]));
         ggml_backend_tensor_get(acc, g[i].data(), 0, ggml_nbytes(acc));
         for (float & x : g[i]) {
             x *= float(kHostAdamwPeriod);  // undo ggml-opt's loss scale
@@ -47,17 +47,20 @@ double HostAdamw::step(ggml_opt_context_t opt, const Weights & w, double lr) {
     std::vector<float> wt;
     for (size_t i = 0; i < n; ++i) {
         wt.resize(g[i].size());
-        ggml_backend_tensor_get(w.all[i], wt.data(), 0, ggml_nbytes(w.all[i]));
+        ggml_backend_tensor_get(w.trained[i], wt.data(), 0, ggml_nbytes(w.trained[i]));
         float * mi = m[i].data();
         float * vi = v[i].data();
+        const float * ai = anchor > 0 && !w0.empty() ? w0[i].data() : nullptr;
         for (size_t k = 0; k < wt.size(); ++k) {
             const double gk = std::clamp(double(g[i][k]), -clamp, clamp);
             mi[k] = float(beta1 * mi[k] + (1 - beta1) * gk);
             vi[k] = float(beta2 * vi[k] + (1 - beta2) * gk * gk);
             const double upd = (mi[k] / bc1) / (std::sqrt(vi[k] / bc2) + eps);
-            wt[k] = float(wt[k] * (1 - lr * wd) - lr * upd);  // decoupled decay, as ggml's AdamW
+            double wk = wt[k] * (1 - lr * wd) - lr * upd;  // decoupled decay, as ggml's AdamW
+            if (ai) wk -= lr * anchor * (double(wt[k]) - ai[k]);
+            wt[k] = float(wk);
         }
-        ggml_backend_tensor_set(w.all[i], wt.data(), 0, ggml_nbytes(w.all[i]));
+        ggml_backend_tensor_set(w.trained[i], wt.data(), 0, ggml_nbytes(w.trained[i]));
     }
     return norm;
 }

@@ -24,8 +24,13 @@ struct HostAdamw {
     std::vector<std::vector<float>> m, v;
     std::deque<double> norms;  // the last 200 accepted gradient norms
     int64_t skipped = 0;
+    // L2-SP (Li et al., "Explicit Inductive Bias for Transfer Learning with Convolutional Networks", ICML 2018),
+    // decoupled like AdamW's decay: each step also pulls every weight towards its starting value,
+    // w -= lr * anchor * (w - w0). Empty w0 or anchor 0: off.
+    double anchor = 0;
+    std::vector<std::vector<float>> w0;  // per trained weight (w.trained order)
 
-    // Reads the gradients ggml-opt accumulated for w's weights, zeroes the accumulators (ggml_opt_reset), and
+    // Reads the gradients ggml-opt accumulated for w's trained weights (w.trained), zeroes the accumulators (ggml_opt_reset), and
     // steps with learning rate lr unless the gradient is non-finite or an outlier. Returns the gradient norm
     // (negative when the step was skipped).
     double step(ggml_opt_context_t opt, const Weights & w, double lr);

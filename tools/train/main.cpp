@@ -30,6 +30,7 @@ static void usage() {
                  "                          [--ckpt-minutes M] [--export-partial]\n"
                  "                          [--profile classic|overthink] [--init-from MODEL.gguf] [--ctx N]\n"
                  "                          [--mix FAST,SLOW,CUT] [--rehearse SHARE (overthink: classic texts mixed in)]\n"
+                 "                          [--host-adamw] [--anchor L2SP] [--grow-layers K] [--train-layers FROM]\n"
                  "       kvlens-train eval  [--model F] [--per-level N] [--seed S] [--cutoff C] [--threads N]\n"
                  "                          [--jsonl F] [--profile auto|classic|overthink] [--max-new N]\n");
 }
@@ -81,6 +82,13 @@ int main(int argc, char ** argv) {
             else if (k == "--spike-guard") ta.spike_factor = std::stod(next());
             else if (k == "--level-weights") ta.level_weights = next();
             else if (k == "--mix") ta.mix = next();
+            else if (k == "--host-adamw") ta.host_adamw = true;
+            else if (k == "--anchor") {
+                ta.anchor = std::stod(next());
+                if (!(ta.anchor >= 0) || !std::isfinite(ta.anchor)) throw kvlens::Error("--anchor must be a number >= 0");
+            }
+            else if (k == "--grow-layers") ta.grow_layers = std::stoi(next());
+            else if (k == "--train-layers") ta.train_layers_from = std::stoi(next());
             else if (k == "--rehearse") ta.rehearse = std::stod(next());
             else if (k == "--profile") { const std::string v = next(); ta.profile = v; ea.profile = v; }
             else if (k == "--init-from") ta.init_from = next();
@@ -98,6 +106,10 @@ int main(int argc, char ** argv) {
         }
         if (cmd == "train") {
             if (ta.profile == "overthink") ta.host_adamw = true;
+            if (ta.grow_layers < 0 || ta.grow_layers > 64) throw kvlens::Error("--grow-layers must be 0..64");
+            if (ta.grow_layers > 0 && ta.init_from.empty()) throw kvlens::Error("--grow-layers needs --init-from (the model to grow)");
+            if (ta.train_layers_from < -1) throw kvlens::Error("--train-layers must be a block index >= 0");
+            if (ta.anchor > 0 && !ta.host_adamw) throw kvlens::Error("--anchor needs the host optimizer (--host-adamw or --profile overthink)");
             return run_train(ta);
         }
         if (cmd == "show") {  // kvlens-train show --model M [--profile P] [--seed S]: examples of every mode, and a mix

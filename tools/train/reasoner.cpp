@@ -69,8 +69,25 @@ void Weights::init_random(uint64_t seed) {
     }
 }
 
-void Weights::mark_params() {
-    for (ggml_tensor * t : all) ggml_set_param(t);
+void Weights::mark_params(int from_layer) {
+    trained.clear();
+    for (ggml_tensor * t : all) {
+        const std::string name = ggml_get_name(t);
+        if (from_layer >= 0) {
+            if (name.rfind("blk.", 0) != 0 || std::stoi(name.substr(4)) < from_layer) continue;
+        }
+        ggml_set_param(t);
+        trained.push_back(t);
+    }
+}
+
+void Weights::zero_residual_writes(int first) {
+    for (int i = first; i < hp.n_layer; ++i) {
+        for (ggml_tensor * t : {layers[i].wo, layers[i].ffn_down}) {
+            std::vector<float> z(ggml_nelements(t), 0.0f);
+            ggml_backend_tensor_set(t, z.data(), 0, ggml_nbytes(t));
+        }
+    }
 }
 
 void Weights::free() {
@@ -211,10 +228,14 @@ HParams read_hparams(const std::string & path, std::map<std::string, int64_t> * 
     return h;
 }
 
-void load_weights(Weights & w, const std::string & path) {
+void load_weights(Weights & w, const std::string & path) { load_weights_below(w, path, w.hp.n_layer); }
+
+void load_weights_below(Weights & w, const std::string & path, int n_layers_in_file) {
     ggml_context * dctx = nullptr;
     gguf_context * g = open_gguf(path, &dctx);
     for (ggml_tensor * t : w.all) {
+        const std::string name = ggml_get_name(t);
+        if (name.rfind("blk.", 0) == 0 && std::stoi(name.substr(4)) >= n_layers_in_file) continue;
         ggml_tensor * s = ggml_get_tensor(dctx, ggml_get_name(t));
         if (!s || ggml_nbytes(s) != ggml_nbytes(t)) {
             throw std::runtime_error(path + ": missing or mis-shaped tensor " + ggml_get_name(t));

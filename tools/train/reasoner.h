@@ -35,11 +35,17 @@ struct Weights {
     ggml_tensor *tok_embd = nullptr, *output_norm = nullptr, *output = nullptr;
     std::vector<Layer> layers;
     std::vector<ggml_tensor *> all;  // every weight, in file order
+    std::vector<ggml_tensor *> trained;  // the weights mark_params() made trainable (in file order)
     std::string chat_template;       // written by save_gguf (empty: the committed model's kChatTemplate)
 
     void create(const HParams & hp, ggml_backend_t backend);
     void init_random(uint64_t seed);
-    void mark_params();
+    // Marks the weights the optimizer updates: every one, or (from_layer >= 0) only those of blocks from_layer..
+    // (embedding, output norm and head frozen) — the layers --grow-layers puts on top of a trained model.
+    void mark_params(int from_layer = -1);
+    // The blocks from `first` on become identity blocks: their attention output and FFN down projections are
+    // zero, so the residual stream, and the model's function, are unchanged until training moves them.
+    void zero_residual_writes(int first);
     void free();
     int64_t n_params() const;
 };
@@ -62,6 +68,9 @@ void save_gguf(const Weights & w, const std::string & path, const std::map<std::
 HParams read_hparams(const std::string & path, std::map<std::string, int64_t> * extra);
 // Copies the weights of a file written by save_gguf into w (created with matching hparams).
 void load_weights(Weights & w, const std::string & path);
+// As load_weights, but only blocks below n_layers_in_file are read (the rest keep their values): a model grown
+// by --grow-layers starts from a smaller file.
+void load_weights_below(Weights & w, const std::string & path, int n_layers_in_file);
 // tokenizer.chat_template of a GGUF ("" when it has none).
 std::string read_chat_template(const std::string & path);
 

@@ -192,9 +192,17 @@ int run_train(const TrainArgs & a) {
         hp = read_hparams(a.init_from, nullptr);
         if (a.ctx > 0) hp.n_ctx = a.ctx;
         if (a.rope_base > 0) hp.rope_base = a.rope_base;
+        const int old_layers = hp.n_layer;
+        hp.n_layer += a.grow_layers;
         w.create(hp, backend);
-        load_weights(w, a.init_from);
-        std::fprintf(stderr, "fine-tuning %s (context %d, rope base %g)\n", a.init_from.c_str(), hp.n_ctx, hp.rope_base);
+        if (a.grow_layers > 0) {
+            w.init_random(a.seed);            // the new blocks' attention and FFN inputs
+            w.zero_residual_writes(old_layers);  // ... writing nothing yet: identity blocks
+        }
+        load_weights_below(w, a.init_from, old_layers);
+        std::fprintf(stderr, "fine-tuning %s (context %d, rope base %g%s)\n", a.init_from.c_str(), hp.n_ctx, hp.rope_base,
+                     a.grow_layers > 0 ? (", " + std::to_string(a.grow_layers) + " identity blocks on top of its " +
+                                          std::to_string(old_layers)).c_str() : "");
     } else {
         w.create(hp, backend);
         w.init_random(a.seed);
@@ -211,7 +219,10 @@ int run_train(const TrainArgs & a) {
     }
     sched.lr.rewarm_from = double(sched.step);
     sched.lr.rewarm_until = resume.empty() ? -1.0 : double(sched.step + a.rewarm);
-    w.mark_params();
+    if (a.train_layers_from >= hp.n_layer) throw std::runtime_error("--train-layers " + std::to_string(a.train_layers_from) +
+                                                                   " leaves no block to train (the model has " +
+                                                                   std::to_string(hp.n_layer) + ")");
+    w.mark_params(a.train_layers_from);
     std::fprintf(stderr, "model: %d layers, n_embd %d, heads %d/%d x %d, ff %d, vocab %d: %lld params\n", hp.n_layer,
                  hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab, (long long) w.n_params());
 
@@ -375,6 +386,20 @@ int run_train(const TrainArgs & a) {
     int restores = 0;
     HostAdamw hadam;
     hadam.wd = a.wd;
+    if (a.anchor > 0) {  // L2-SP: the starting point is ckpt-0 (written when the run began; the same after a resume)
+        Weights w0;
+        w0.create(hp, backend);
+        const std::string start = a.ckpt_dir + "/ckpt-0.gguf";
+        load_weights(w0, start);
+        hadam.anchor = a.anchor;
+        w0.mark_params(a.train_layers_from);  // the same weights, in the same order, as w.trained
+        for (ggml_tensor * t : w0.trained) {
+            hadam.w0.emplace_back(ggml_nelements(t));
+            ggml_backend_tensor_get(t, hadam.w0.back().data(), 0, ggml_nbytes(t));
+        }
+        w0.free();
+        std::fprintf(stderr, "anchor: L2-SP towards %s, strength %g\n", start.c_str(), a.anchor);
+    }
     double grad_norm_acc = 0;
     auto ckpt_state = [&]() {
         return std::map<std::string, int64_t>{{"kvlens.train.step", sched.step},

@@ -36,6 +36,15 @@ struct TrainArgs {
     // Host AdamW (on with --profile overthink; tools/train/host_adamw.h): ggml-opt computes the gradients only; a
     // step with a non-finite or outlier gradient is skipped, weights and moments untouched.
     bool host_adamw = false;
+    // --anchor L (host AdamW only): L2-SP towards the run's starting weights (ckpt-0 of the checkpoint dir, so a
+    // resumed run anchors to the same point): w -= lr * L * (w - w0) each step, beside the weight decay.
+    double anchor = 0;
+    // --grow-layers K (with --init-from, on an empty checkpoint dir): K blocks on top of the model's, each an
+    // identity block at the start (zero attention-output and FFN-down weights, the rest as a fresh model's), so
+    // the fine-tune starts from the same function with more capacity. --train-layers L: only blocks L.. are
+    // trained (-1: every weight); with L = the old depth the old blocks, embedding and head stay as they were.
+    int grow_layers = 0;
+    int train_layers_from = -1;
     // The overthinking fine-tune (scripts/train-overthink.sh): --profile overthink selects its texts and mixture
     // (tools/train/data.h) and writes Qwen3's real chat template; --init-from starts an empty checkpoint dir from
     // a trained model instead of random weights, with qwen3.context_length set to --ctx (0: keep the file's) and
