@@ -21,7 +21,7 @@ std::string validate_gguf(const std::string & path);
 struct ModelParams {
     std::string path;
     int  n_gpu_layers = 0;      // -ngl: layers on GPU / RPC devices (the last ones; n_layer + 1 includes the output)
-    bool vocab_only   = false;  // tokenizer only (no weights)
+    bool vocab_only   = false;  // tokenizer only (no weights; facts() then holds n_vocab, arch, name and file size)
     std::string rpc;            // --rpc HOST:PORT[,HOST:PORT...]: llama.cpp RPC servers (kvlens/rpc.h)
     std::vector<float> tensor_split;  // -ts: share of the offloaded layers per device, in device order
 };

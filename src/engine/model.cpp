@@ -114,12 +114,17 @@ std::shared_ptr<Model> Model::load(const ModelParams & p) {
     ModelFacts & f = model->facts_;
     f.arch = arch;
     f.name = model->meta("general.name");
+    f.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
+    if (p.vocab_only) {  // no hyper-parameters are loaded (llama.cpp aborts on a per-layer query): the tokenizer only
+        struct stat st{};
+        if (stat(p.path.c_str(), &st) == 0) f.file_bytes = (uint64_t) st.st_size;
+        return model;
+    }
     f.n_layer = llama_model_n_layer(m);
     f.n_head = llama_model_n_head(m);
     f.n_head_kv = llama_model_n_head_kv(m);
     f.n_embd = llama_model_n_embd(m);
     f.n_ctx_train = llama_model_n_ctx_train(m);
-    f.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
     int hd = f.n_head > 0 ? f.n_embd / f.n_head : 0;
     f.head_dim_k = meta_int(m, arch + ".attention.key_length", hd);
     f.head_dim_v = meta_int(m, arch + ".attention.value_length", hd);

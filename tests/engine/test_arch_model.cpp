@@ -95,6 +95,22 @@ TEST_P(ArchTest, TokenizesLikeTheRealModel) {
     }
 }
 
+// ModelParams::vocab_only (kvlens-train's tokenizer): no weights and no per-layer facts (llama.cpp loads no
+// hyper-parameters then and aborts on a per-layer query), the same tokens as the full model.
+TEST_P(ArchTest, VocabOnlyLoadTokenizesLikeTheFullModel) {
+    auto full = model_for(GetParam());
+    ModelParams mp;
+    mp.path = tmp().path + "/" + GetParam().arch + ".gguf";
+    mp.vocab_only = true;
+    auto v = Model::load(mp);
+    EXPECT_EQ(v->facts().n_vocab, full->facts().n_vocab);
+    EXPECT_EQ(v->facts().n_layer, 0);
+    EXPECT_EQ(v->facts().arch, GetParam().arch);
+    EXPECT_EQ(v->tokenize("The KV cache: 12 + 34 = 46.", false), full->tokenize("The KV cache: 12 + 34 = 46.", false));
+    const Token t = full->tokenize("cache", false).at(0);
+    EXPECT_EQ(v->piece(t), full->piece(t));
+}
+
 TEST_P(ArchTest, TapShapesAndStateDataAgree) {
     auto m = model_for(GetParam());
     const auto & f = m->facts();

@@ -5,33 +5,24 @@
 #include <stdexcept>
 
 #include "kvlens/arith_overthink.h"
-#include "llama.h"
+#include "kvlens/model.h"
 
 namespace kvlens::train {
 
 Tokenizer::Tokenizer(const std::string & gguf_path) {
-    llama_model_params mp = llama_model_default_params();
+    ModelParams mp;
+    mp.path = gguf_path;
     mp.vocab_only = true;
-    model_ = llama_model_load_from_file(gguf_path.c_str(), mp);
-    if (!model_) throw std::runtime_error("cannot load vocabulary from " + gguf_path);
-    vocab_ = llama_model_get_vocab(model_);
+    model_ = Model::load(mp);
 }
 
-Tokenizer::~Tokenizer() { llama_model_free(model_); }
+Tokenizer::~Tokenizer() = default;
 
 std::vector<int32_t> Tokenizer::tokenize(const std::string & text) const {
-    std::vector<int32_t> t(text.size() + 8);
-    int n = llama_tokenize(vocab_, text.c_str(), int(text.size()), t.data(), int(t.size()), false, true);
-    if (n < 0) throw std::runtime_error("tokenize failed");
-    t.resize(n);
-    return t;
+    return model_->tokenize(text, /*add_special=*/false, /*parse_special=*/true);
 }
 
-std::string Tokenizer::piece(int32_t id) const {
-    char buf[64];
-    int n = llama_token_to_piece(vocab_, id, buf, sizeof(buf), 0, true);
-    return n > 0 ? std::string(buf, n) : std::string();
-}
+std::string Tokenizer::piece(int32_t id) const { return model_->piece(id, /*special=*/true); }
 
 const char * mode_name(Mode m) {
     switch (m) {

@@ -1,15 +1,14 @@
-// Training data: examples in the four answer modes, tokenized by llama.cpp's own tokenizer (the reasoner's
-// vocabulary, loaded vocab-only), packed into rows with per-example positions and a block-causal mask.
+// Training data: examples in the four answer modes, tokenized by llama.cpp's own tokenizer (kvlens::Model on the
+// reasoner's vocabulary, loaded vocab-only), packed into rows with per-example positions and a block-causal mask.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kvlens/arith.h"
-
-struct llama_model;
-struct llama_vocab;
+#include "kvlens/model.h"
 
 namespace kvlens::train {
 
@@ -21,11 +20,9 @@ public:
     Tokenizer & operator=(const Tokenizer &) = delete;
     std::vector<int32_t> tokenize(const std::string & text) const;  // specials parsed, no BOS
     std::string piece(int32_t id) const;
-    const llama_vocab * vocab() const { return vocab_; }
 
 private:
-    llama_model * model_ = nullptr;
-    const llama_vocab * vocab_ = nullptr;
+    std::shared_ptr<Model> model_;  // vocabulary only
 };
 
 enum class Mode { Fast = 0, Slow = 1, Cut = 2, FastThenSlow = 3 };

@@ -1,12 +1,15 @@
-// Greedy generation with llama.cpp directly (the reasoner's evaluation and its model test).
+// Greedy generation on kvlens's Session (the reasoner's evaluation and its model test): f32 cache, no flash
+// attention, so logits match the training graph's.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-struct llama_model;
-struct llama_context;
-struct llama_vocab;
+namespace kvlens {
+class Model;
+class Session;
+}  // namespace kvlens
 
 namespace kvlens::train {
 
@@ -31,11 +34,11 @@ public:
     int n_vocab() const;
 
 private:
-    llama_model * model_ = nullptr;
-    llama_context * ctx_ = nullptr;
-    const llama_vocab * vocab_ = nullptr;
+    std::shared_ptr<Model> model_;
+    std::unique_ptr<Session> session_;
 };
 
+// llama.cpp's own log lines off (kvlens's logging filter, verbosity 0).
 void quiet_llama_logs();
 
 }  // namespace kvlens::train
