@@ -1,7 +1,6 @@
 // kvlens think: adaptive fast/slow thinking with the KVClassifier — one question (-p), a problem set
 // (--arith N / --data F --format FMT, -o R.jsonl), the paper's Table 3 (--table) and a tau/delta sweep.
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +22,7 @@
 #include "kvlens/sequence.h"
 #include "kvlens/think.h"
 #include "kvlens/think_study.h"
+#include "kvlens/think_table.h"
 
 using namespace kvlens;
 using json = nlohmann::ordered_json;
@@ -71,14 +71,9 @@ void print_one(const ThinkResult & r, const PromptFormat & f, const ThinkParams 
     if (r.confidence) std::printf("confidence (KV-CoE C, layer axis): %.4f\n", *r.confidence);
 }
 
-struct Run {
-    ThinkResult r;
-    bool ok = false;
-};
-
 // A run read back from its record (result_json's inverse, for the fields the tables use): think -o resumes.
-Run run_from_json(const json & j) {
-    Run x;
+ThinkRun run_from_json(const json & j) {
+    ThinkRun x;
     ThinkResult & r = x.r;
     auto mode = [&](const char * k) { return j.at(k).get<std::string>() == "fast" ? ThinkMode::Fast : ThinkMode::Slow; };
     r.first_mode = mode("first_mode");
@@ -102,8 +97,8 @@ Run run_from_json(const json & j) {
 }
 
 // One run of a problem with the run's own settings.
-Run run_with(ThinkRunner & tr, const ThinkItem & it, const ThinkParams & p) {
-    Run x;
+ThinkRun run_with(ThinkRunner & tr, const ThinkItem & it, const ThinkParams & p) {
+    ThinkRun x;
     x.r = tr.run(it.row.prompt, p);
     x.ok = check_item(it, x.r.output);
     return x;
@@ -116,15 +111,10 @@ ThinkParams with_policy(ThinkParams p, ThinkPolicyKind kind, bool online, bool p
     return p;
 }
 
-// Everything one problem contributes: the single policy's run, or Table 3's fast, slow, online (and paper) runs,
-// plus the sweep's extra online runs keyed by (first mode fast ? 0 : 1, delta).
-struct ItemRuns {
+// Everything one problem contributes: the single policy's run, or Table 3's runs (kvlens/think_table.h).
+struct ItemRuns : ThinkTableItem {
     bool resumed = false;
-    Run single, fast, slow, online;
-    std::optional<Run> paper;
-    std::map<std::pair<int, double>, Run> sweep;
-    std::vector<ForcedAnswer> cuts;  // --study: the answers forced along the slow think
-    std::optional<Run> online2;      // --compare-classifier: the second classifier's online run
+    ThinkRun single;
 };
 
 }  // namespace
@@ -310,13 +300,8 @@ static int cmd_think(int argc, char ** argv) {
     std::vector<double> taus = sweep_tau.empty() ? std::vector<double>{P.tau} : cli::parse_numbers(sweep_tau, "--sweep-tau");
     std::vector<double> deltas = sweep_delta.empty() ? std::vector<double>{P.delta} : cli::parse_numbers(sweep_delta, "--sweep-delta");
     const bool sweep = !sweep_tau.empty() || !sweep_delta.empty();
-    std::vector<ThinkPolicy> tau_rule;  // the sweep's initial rule per tau: think's own, without give-up
-    for (double t : taus) {
-        ThinkParams q = P;
-        q.tau = t;
-        q.give_up = INFINITY;
-        tau_rule.emplace_back(q);
-    }
+    std::vector<ThinkPolicy> rule;  // the sweep's initial rule per tau
+    for (double t : taus) rule.push_back(tau_rule(P, t));
     std::vector<ItemRuns> runs(items.size());
     auto program = [&](int i, Sequence & seq) {
         const ThinkItem & it = items[i];
@@ -374,7 +359,7 @@ static int cmd_think(int argc, char ** argv) {
         if (std::find(deltas.begin(), deltas.end(), P.delta) != deltas.end()) x.sweep[{own, P.delta}] = x.online;
         const double score = x.online.r.initial_score;
         for (size_t ti = 0; ti < taus.size(); ++ti) {
-            const bool fast_first = tau_rule[ti].initial(score) == ThinkMode::Fast;
+            const bool fast_first = rule[ti].initial(score) == ThinkMode::Fast;
             for (double dl : deltas) {
                 const std::pair<int, double> k{fast_first ? 0 : 1, dl};
                 if (x.sweep.count(k)) continue;
@@ -445,217 +430,32 @@ static int cmd_think(int argc, char ** argv) {
         return 0;
     }
 
-    // ---- Table 3 from the runs
-    PolicyStats s_fast{"always-fast"}, s_slow{"always-slow"}, s_init{"initial only"}, s_online{"initial + online switch"},
-        s_paper{"initial + switch, paper mode"},
-        s_oracle{"oracle initial decision (fast iff fast is right)"},  // the bound of any prompt-level policy
-        s_oracle_gu{"oracle with give-up (fast unless only slow is right)"};  // the bound with a give-up action
-    std::vector<PolicyStats> s_gu;     // initial only + give-up >= G, per G (beyond the paper)
-    std::vector<ThinkPolicy> gu_rule;  // the same initial rule `think --give-up G` runs
-    for (double g : give_ups) {
-        char b[96];
-        std::snprintf(b, sizeof b, "initial only + give-up (fast if score >= %g)", g);
-        s_gu.push_back(PolicyStats{b});
-        ThinkParams q = P;
-        q.give_up = g;
-        gu_rule.emplace_back(q);
-    }
-    std::map<int, std::array<PolicyStats, 4>> by_level;        // arith level -> fast, slow, initial, online
-    std::map<std::pair<double, double>, PolicyStats> grid;     // (tau, delta) -> online
-    std::map<double, PolicyStats> init_grid;                   // tau -> initial only
-    std::vector<double> conf, conf_slow, diff;
-    std::vector<int> lab, lab_slow, lab_fast;
+    // ---- Table 3 from the runs (kvlens/think_table.h)
+    ThinkTableConfig tc;
+    tc.params = P;
+    tc.give_ups = give_ups;
+    tc.sweep = sweep;
+    tc.taus = taus;
+    tc.deltas = deltas;
+    tc.study = study;
+    tc.thetas = thetas;
+    tc.classifier = clf.meta();
+    if (cp2) tc.compare = clf2.meta();
+    std::vector<ThinkTableItem> tab;
     for (size_t i = 0; i < items.size(); ++i) {
-        const ThinkItem & it = items[i];
-        const Run &f = runs[i].fast, &sl = runs[i].slow, &on = runs[i].online;
-        const double score = on.r.initial_score;
-        const Run & init = on.r.first_mode == ThinkMode::Fast ? f : sl;
-        s_fast.add(f.r, f.ok);
-        s_slow.add(sl.r, sl.ok);
-        ThinkResult ir = init.r;
-        ir.initial_score = score;
-        s_init.add(ir, init.ok);
-        s_online.add(on.r, on.ok);
-        s_oracle.add(f.ok ? f.r : sl.r, f.ok || sl.ok);
-        const bool only_slow = sl.ok && !f.ok;
-        s_oracle_gu.add(only_slow ? sl.r : f.r, only_slow ? sl.ok : f.ok);
-        for (size_t g = 0; g < give_ups.size(); ++g) {
-            const bool fast = gu_rule[g].initial(score) == ThinkMode::Fast;
-            s_gu[g].add(fast ? f.r : sl.r, fast ? f.ok : sl.ok);
-        }
-        if (it.level > 0) {
-            auto & bl = by_level[it.level];
-            bl[0].add(f.r, f.ok);
-            bl[1].add(sl.r, sl.ok);
-            bl[2].add(ir, init.ok);
-            bl[3].add(on.r, on.ok);
-        }
-        if (on.r.confidence) { conf.push_back(*on.r.confidence); lab.push_back(on.ok); }
-        if (sl.r.confidence) { conf_slow.push_back(*sl.r.confidence); lab_slow.push_back(sl.ok); }
-        diff.push_back(-score);
-        lab_fast.push_back(f.ok);
-        if (runs[i].paper) s_paper.add(runs[i].paper->r, runs[i].paper->ok);
-        if (sweep) {
-            for (size_t ti = 0; ti < taus.size(); ++ti) {
-                const double t = taus[ti];
-                const bool fast_first = tau_rule[ti].initial(score) == ThinkMode::Fast;
-                init_grid[t].name = "initial only";
-                init_grid[t].add(fast_first ? f.r : sl.r, fast_first ? f.ok : sl.ok);
-                for (double dl : deltas) {
-                    const Run & x = runs[i].sweep.at({fast_first ? 0 : 1, dl});
-                    grid[{t, dl}].add(x.r, x.ok);
-                }
-            }
-        }
+        tab.push_back(std::move(static_cast<ThinkTableItem &>(runs[i])));
+        tab.back().level = items[i].level;
     }
-    std::vector<PolicyStats> rows = {s_fast, s_slow, s_init, s_online};
-    if (P.paper_mode) rows.push_back(s_paper);
-    rows.push_back(s_oracle);
-    for (auto & g : s_gu) rows.push_back(g);
-    if (!give_ups.empty()) rows.push_back(s_oracle_gu);
-    std::printf("Table 3 on %zu problems (tau %.0f, delta %.0f, every %d; caps fast %d / slow %d)\n", items.size(), P.tau,
-                P.delta, P.every, P.fast_cap, P.slow_cap);
-    const ProbeMeta & cm = clf.meta();
-    std::printf("classifier: %s, %s features, labels %s%s, MLP %d->%d->1, %d train / %d val rows, val MSE %.1f\n\n%s",
-                cm.window.describe().c_str(), cm.variant.c_str(), cm.label_scheme.c_str(),
-                cm.switch_aware ? " (switch-aware windows)" : " (prompt windows only)", cm.input_dim, cm.hidden, cm.n_train,
-                cm.n_val, cm.val_mse, format_think_table(rows).c_str());
-    if (!by_level.empty()) {
-        std::printf("\nby level (accuracy %% / mean generated tokens):\n| level | always-fast | always-slow | initial only | initial + online | first mode fast %% |\n|---:|---|---|---|---|---:|\n");
-        for (auto & [lv, b] : by_level)
-            std::printf("| %d | %.0f%% / %.1f | %.0f%% / %.1f | %.0f%% / %.1f | %.0f%% / %.1f | %.0f |\n", lv, b[0].accuracy(),
-                        b[0].mean_tokens(), b[1].accuracy(), b[1].mean_tokens(), b[2].accuracy(), b[2].mean_tokens(),
-                        b[3].accuracy(), b[3].mean_tokens(), b[3].n ? 100.0 * b[3].fast_first / b[3].n : 0);
-    }
-    if (auto au = auroc(conf, lab)) std::printf("\nconfidence AUROC (KV-CoE C on the online answers): %.3f\n", *au);
-    if (auto au = auroc(conf_slow, lab_slow)) std::printf("confidence AUROC (KV-CoE C on the always-slow answers): %.3f\n", *au);
-    if (auto au = auroc(diff, lab_fast)) std::printf("classifier AUROC (-score predicting fast-mode correctness): %.3f\n", *au);
-    // ---- the router study: rows from the forced answers, beside the measured ones, with 95% bootstrap CIs
-    std::vector<PlotSeries> study_series;
-    if (study) {
-        std::vector<StudyProblem> sp;
-        auto name_of = [](const KvClassifier & c) {
-            return std::string(c.meta().window.source == EmbedSource::Hidden ? "hidden-state classifier" : "KV classifier");
-        };
-        const std::string who = name_of(clf), who2 = cp2 ? name_of(clf2) + " (compared)" : "";
-        StudyRow r_init(who + ", initial only"), r_online(who + ", initial + online switch"), r_paper(who + ", paper mode");
-        StudyRow r2_init(who2 + ", initial only"), r2_online(who2 + ", initial + online switch");
-        RouterShape shape;
-        int n_fast_first = 0, n_fast_sw = 0, n_slow_sw = 0;
-        for (size_t i = 0; i < items.size(); ++i) {
-            const ItemRuns & x = runs[i];
-            auto srun = [](const Run & r) { return StudyRun{double(r.r.generated), double(r.r.generated_paper), r.ok}; };
-            sp.push_back({items[i].level, srun(x.fast), srun(x.slow), x.cuts});
-            const Run & init = x.online.r.first_mode == ThinkMode::Fast ? x.fast : x.slow;
-            r_init.add(srun(init));
-            r_online.add(srun(x.online));
-            if (x.paper) r_paper.add(srun(*x.paper));
-            if (x.online2) {
-                r2_init.add(srun(x.online2->r.first_mode == ThinkMode::Fast ? x.fast : x.slow));
-                r2_online.add(srun(*x.online2));
-            }
-            const bool ff = x.online.r.first_mode == ThinkMode::Fast;
-            n_fast_first += ff;
-            if (x.online.r.switched) {
-                (ff ? shape.fast_switch_at : shape.slow_switch_at).push_back(x.online.r.switch_at);
-                (ff ? n_fast_sw : n_slow_sw) += 1;
-            }
-        }
-        const int n = (int) items.size();
-        shape.fast_rate = n ? double(n_fast_first) / n : 0;
-        shape.fast_switch_rate = n_fast_first ? double(n_fast_sw) / n_fast_first : 0;
-        shape.slow_switch_rate = n - n_fast_first ? double(n_slow_sw) / (n - n_fast_first) : 0;
-        std::vector<StudyRow> rows_s = {always_fast_row(sp), always_slow_row(sp), r_init, r_online};
-        if (P.paper_mode) rows_s.push_back(r_paper);
-        rows_s.push_back(oracle_row(sp));
-        rows_s.push_back(random_router_row(sp, shape));
-        const size_t i_oracle = rows_s.size() - 2, i_random = rows_s.size() - 1;
-        if (cp2) {
-            rows_s.push_back(r2_init);
-            rows_s.push_back(r2_online);
-        }
-        std::vector<StudyRow> trial;
-        for (double th : thetas) trial.push_back(trial_exit_row(sp, th));
-        rows_s.insert(rows_s.end(), trial.begin(), trial.end());
-        for (auto & r : rows_s) bootstrap(r);
-        size_t n_cuts = 0;
-        for (const auto & p : sp) n_cuts += p.cuts.size();
-        std::printf("\nrouter study on %d problems (%zu forced answers, %.1f per slow think; every generated token "
-                    "counted, trial answers included; the authors' count beside it):\n\n%s",
-                    n, n_cuts, n ? double(n_cuts) / n : 0, format_study_table(rows_s).c_str());
-        std::printf("random router: fast %.1f%% of problems, slow starts switched %.1f%%, fast starts switched %.1f%% "
-                    "(the classifier router's own rates and switch positions; expectation over 200 draws per problem)\n",
-                    100 * shape.fast_rate, 100 * shape.slow_switch_rate, 100 * shape.fast_switch_rate);
-        const StudyRow & oracle = rows_s[i_oracle];
-        const double slow_tok = rows_s[1].mean_tokens(), saved_oracle = slow_tok - oracle.mean_tokens();
-        auto share = [&](const std::string & name, const StudyRow & r) {
-            const double saved = slow_tok - r.mean_tokens();
-            std::printf("the %s router (initial + online) has %.1f%% of the oracle's token saving (%.2fx vs %.2fx fewer "
-                        "than always-slow) at %.1f points vs %.1f points from always-slow's accuracy\n",
-                        name.c_str(), saved_oracle > 0 ? 100 * saved / saved_oracle : 0, slow_tok / std::max(1e-9, r.mean_tokens()),
-                        slow_tok / std::max(1e-9, oracle.mean_tokens()), r.accuracy() - rows_s[1].accuracy(),
-                        oracle.accuracy() - rows_s[1].accuracy());
-        };
-        share(who, r_online);
-        if (cp2) share(who2, r2_online);
-        PlotSeries st{"trial-answer exit (theta sweep)", {}, {}, true, true};
-        for (const auto & r : trial) {
-            st.x.push_back(r.mean_tokens());
-            st.y.push_back(r.accuracy());
-        }
-        study_series.push_back(st);
-        study_series.push_back({"oracle", {oracle.mean_tokens()}, {oracle.accuracy()}, false, true});
-        const StudyRow & rr = rows_s[i_random];
-        study_series.push_back({"random router", {rr.mean_tokens()}, {rr.accuracy()}, false, true});
-        study_series.push_back({who + ", initial + online", {r_online.mean_tokens()}, {r_online.accuracy()}, false, true});
-        if (cp2) study_series.push_back({who2 + ", initial + online", {r2_online.mean_tokens()}, {r2_online.accuracy()}, false, true});
-    }
-    auto write_plot = [&](std::vector<PlotSeries> series) {
-        series.insert(series.end(), study_series.begin(), study_series.end());
-        series.push_back({"always-fast", {s_fast.mean_tokens()}, {s_fast.accuracy()}, false, true});
-        series.push_back({"always-slow", {s_slow.mean_tokens()}, {s_slow.accuracy()}, false, true});
+    const ThinkTable t = think_table(tab, tc);
+    std::printf("%s", format_think_report(t, tc).c_str());
+    if (!plot.empty() && !t.plot.empty()) {
         PlotOptions po;
         po.title = "fast/slow thinking: tokens vs accuracy (tau sweep per line)";
         po.x_label = "mean generated tokens per problem";
         po.y_label = "accuracy %";
         po.legend = LegendPos::BottomRight;
-        write_svg(plot, line_plot_svg(series, po));
+        write_svg(plot, line_plot_svg(t.plot, po));
         std::printf("\nplot: %s\n", plot.c_str());
-    };
-    if (!sweep && study && !plot.empty()) write_plot({});
-    if (sweep) {
-        std::printf("\nsweep (mean generated tokens, accuracy %%):\n| tau | initial only | ");
-        for (double d : deltas) std::printf("online delta %.0f | ", d);
-        std::printf("\n|---:|---|");
-        for (size_t k = 0; k < deltas.size(); ++k) std::printf("---|");
-        std::printf("\n");
-        std::vector<PlotSeries> series;
-        PlotSeries si{"initial only", {}, {}, true, true};
-        for (double t : taus) {
-            std::printf("| %.0f | %.1f tok, %.1f%% | ", t, init_grid[t].mean_tokens(), init_grid[t].accuracy());
-            si.x.push_back(init_grid[t].mean_tokens());
-            si.y.push_back(init_grid[t].accuracy());
-            for (double d : deltas) std::printf("%.1f tok, %.1f%% | ", grid[{t, d}].mean_tokens(), grid[{t, d}].accuracy());
-            std::printf("\n");
-        }
-        series.push_back(si);
-        for (double d : deltas) {
-            PlotSeries sd{"online, delta " + std::to_string((int) d), {}, {}, true, true};
-            for (double t : taus) {
-                sd.x.push_back(grid[{t, d}].mean_tokens());
-                sd.y.push_back(grid[{t, d}].accuracy());
-            }
-            series.push_back(sd);
-        }
-        if (!s_gu.empty()) {
-            PlotSeries sg{"initial + give-up (G sweep)", {}, {}, true, true};
-            for (auto & g : s_gu) {
-                sg.x.push_back(g.mean_tokens());
-                sg.y.push_back(g.accuracy());
-            }
-            series.push_back(sg);
-        }
-        if (!plot.empty()) write_plot(series);
     }
     return 0;
 }

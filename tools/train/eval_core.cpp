@@ -1,8 +1,13 @@
 #include "eval_core.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
+#include <vector>
 
 #include "gen.h"
+#include "kvlens/error.h"
+#include "kvlens/sequence.h"
 #include "train.h"
 
 namespace kvlens::train {
@@ -39,58 +44,95 @@ bool EvalReport::all_gates_pass() const {
            token_ratio(kArithMaxLevel) >= 4.0 && end_ok_rate() >= 0.99 && forced_rate() >= 0.95;
 }
 
-EvalReport evaluate(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
-                    const std::function<void(int, int)> & progress) {
+namespace {
+
+// One problem's three generations (always-fast, always-slow, the forced switch), on one sequence.
+struct ClassicProblem {
+    int level = 0;
+    ArithProblem p;
+    GenOut fast, slow, forced;
+    int k = 0;  // the forced switch after k lines of the model's own trace
+};
+
+ClassicProblem solve_classic(Sequence & seq, int level, int i, uint64_t seed, int max_new) {
+    ClassicProblem x;
+    x.level = level;
+    x.p = arith_generate(level, kArithEvalSeedBit | (seed * 1000000 + uint64_t(level) * 100000 + i));
+    const std::string prompt = arith_chat_prompt(x.p);
+    x.fast = generate_greedy(seq, prompt + kArithFastPrefix, max_new);
+    x.slow = generate_greedy(seq, prompt + kArithSlowPrefix, max_new);
+    // forced switch: cut the model's own trace after k of its lines, close thinking, read the answer
+    std::vector<std::string> lines;
+    const size_t close = x.slow.text.find("</think>");
+    const std::string trace = x.slow.text.substr(0, close == std::string::npos ? x.slow.text.size() : close);
+    for (size_t a = 0, b; (b = trace.find('\n', a)) != std::string::npos; a = b + 1) {
+        lines.push_back(trace.substr(a, b + 1 - a));
+    }
+    x.k = lines.empty() ? 0 : int(i % lines.size());
+    std::string forced_prompt = prompt + kArithSlowPrefix;
+    for (int j = 0; j < x.k; ++j) forced_prompt += lines[j];
+    forced_prompt += kArithThinkClose;
+    x.forced = generate_greedy(seq, forced_prompt, 24);
+    return x;
+}
+
+void add_classic(EvalReport & r, const ClassicProblem & x, std::ostream * jsonl) {
+    const ArithProblem & p = x.p;
+    const GenOut &fast = x.fast, &slow = x.slow, &forced = x.forced;
+    const int l = x.level;
+    const bool fc = arith_check(fast.text, p.answer), sc = arith_check(slow.text, p.answer);
+    const int label = paper_label(fc, fast.n_tokens, sc, r.short_cutoff);
+    for (int s : {0, l}) {
+        LevelStats & st = r.level[s];
+        ++st.n;
+        st.fast_correct += fc;
+        st.slow_correct += sc;
+        st.fast_tokens += fast.n_tokens;
+        st.slow_tokens += slow.n_tokens;
+        st.fast_ok_end += ok_end(fast);
+        st.slow_ok_end += ok_end(slow);
+        ++st.forced_n;
+        st.forced_parsable += ok_end(forced);
+        st.forced_correct += arith_check(forced.text, p.answer);
+        ++st.label[label == 0 ? 0 : label == 25 ? 1 : label == 75 ? 2 : 3];
+    }
+    if (jsonl) {
+        *jsonl << "{\"level\":" << l << ",\"question\":" << json_str(p.question) << ",\"answer\":"
+               << json_str(p.answer) << ",\"fast\":" << json_str(fast.text) << ",\"fast_tokens\":"
+               << fast.n_tokens << ",\"fast_correct\":" << (fc ? "true" : "false")
+               << ",\"slow\":" << json_str(slow.text) << ",\"slow_tokens\":" << slow.n_tokens
+               << ",\"slow_correct\":" << (sc ? "true" : "false") << ",\"forced_at_step\":" << x.k
+               << ",\"forced\":" << json_str(forced.text) << ",\"label\":" << label << "}\n";
+    }
+}
+
+}  // namespace
+
+EvalReport evaluate(std::shared_ptr<Model> model, const EngineParams & ep, int per_level, uint64_t seed,
+                    int short_cutoff, int max_new, std::ostream * jsonl, const std::function<void(int, int)> & progress) {
+    if (ep.n_parallel < 1) throw Error("-np must be >= 1 (problems decoded together)");
     EvalReport r;
     r.short_cutoff = short_cutoff;
-    int done = 0;
-    const int total = per_level * (kArithMaxLevel - kArithMinLevel + 1);
-    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
-        for (int i = 0; i < per_level; ++i) {
-            const ArithProblem p = arith_generate(l, kArithEvalSeedBit | (seed * 1000000 + uint64_t(l) * 100000 + i));
-            const std::string prompt = arith_chat_prompt(p);
-            const GenOut fast = gen.generate(prompt + kArithFastPrefix, max_new);
-            const GenOut slow = gen.generate(prompt + kArithSlowPrefix, max_new);
-            const bool fc = arith_check(fast.text, p.answer), sc = arith_check(slow.text, p.answer);
-            // forced switch: cut the model's own trace after k of its lines, close thinking, read the answer
-            std::vector<std::string> lines;
-            const size_t close = slow.text.find("</think>");
-            const std::string trace = slow.text.substr(0, close == std::string::npos ? slow.text.size() : close);
-            for (size_t a = 0, b; (b = trace.find('\n', a)) != std::string::npos; a = b + 1) {
-                lines.push_back(trace.substr(a, b + 1 - a));
-            }
-            const int k = lines.empty() ? 0 : int(i % lines.size());
-            std::string forced_prompt = prompt + kArithSlowPrefix;
-            for (int j = 0; j < k; ++j) forced_prompt += lines[j];
-            forced_prompt += kArithThinkClose;
-            const GenOut forced = gen.generate(forced_prompt, 24);
-            const int label = paper_label(fc, fast.n_tokens, sc, short_cutoff);
-            for (int s : {0, l}) {
-                LevelStats & st = r.level[s];
-                ++st.n;
-                st.fast_correct += fc;
-                st.slow_correct += sc;
-                st.fast_tokens += fast.n_tokens;
-                st.slow_tokens += slow.n_tokens;
-                st.fast_ok_end += ok_end(fast);
-                st.slow_ok_end += ok_end(slow);
-                ++st.forced_n;
-                st.forced_parsable += ok_end(forced);
-                st.forced_correct += arith_check(forced.text, p.answer);
-                ++st.label[label == 0 ? 0 : label == 25 ? 1 : label == 75 ? 2 : 3];
-            }
-            if (jsonl) {
-                *jsonl << "{\"level\":" << l << ",\"question\":" << json_str(p.question) << ",\"answer\":"
-                       << json_str(p.answer) << ",\"fast\":" << json_str(fast.text) << ",\"fast_tokens\":"
-                       << fast.n_tokens << ",\"fast_correct\":" << (fc ? "true" : "false")
-                       << ",\"slow\":" << json_str(slow.text) << ",\"slow_tokens\":" << slow.n_tokens
-                       << ",\"slow_correct\":" << (sc ? "true" : "false") << ",\"forced_at_step\":" << k
-                       << ",\"forced\":" << json_str(forced.text) << ",\"label\":" << label << "}\n";
-            }
-            if (progress) progress(++done, total);
-        }
-    }
+    const int total = std::max(0, per_level) * (kArithMaxLevel - kArithMinLevel + 1);
+    // problem j: level kArithMinLevel + j / per_level, index j % per_level (the order of the report and the JSONL)
+    std::vector<std::optional<ClassicProblem>> results(total);
+    run_sequences(
+        std::move(model), ep, SamplingParams{}, TapSpec{}, total,
+        [&](int j, Sequence & seq) {
+            results[j] = solve_classic(seq, kArithMinLevel + j / per_level, j % per_level, seed, max_new);
+        },
+        [&](int j) {
+            add_classic(r, *results[j], jsonl);
+            results[j].reset();
+            if (progress) progress(j + 1, total);
+        });
     return r;
+}
+
+EvalReport evaluate(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
+                    const std::function<void(int, int)> & progress) {
+    return evaluate(gen.model(), EngineParams{gen.session_params(), 1}, per_level, seed, short_cutoff, max_new, jsonl,
+                    progress);
 }
 
 std::string format_report(const EvalReport & r, const EvalArgs & a) {

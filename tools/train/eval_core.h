@@ -2,11 +2,13 @@
 // own slow trace, greedy, on held-out problems; per-level numbers, the paper's labels and the gates.
 #pragma once
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "kvlens/arith.h"
+#include "kvlens/engine.h"
 
 namespace kvlens::train {
 
@@ -33,7 +35,12 @@ struct EvalReport {
     bool all_gates_pass() const;
 };
 
-// per_level problems per level, seeds kArithEvalSeedBit | (seed*1e6 + level*1e5 + i).
+// per_level problems per level, seeds kArithEvalSeedBit | (seed*1e6 + level*1e5 + i), ep.n_parallel (-np) of them
+// decoded together (run_sequences; ep: eval_engine_params, each sequence must hold the longest prompt + max_new).
+// The report, the JSONL records and progress(done, total) come in problem order, the same for any -np.
+EvalReport evaluate(std::shared_ptr<Model> model, const EngineParams & ep, int per_level, uint64_t seed,
+                    int short_cutoff, int max_new, std::ostream * jsonl, const std::function<void(int, int)> & progress);
+// The same, one problem at a time, with the generator's model and settings.
 EvalReport evaluate(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
                     const std::function<void(int, int)> & progress);
 std::string format_report(const EvalReport & r, const EvalArgs & a);

@@ -4,8 +4,13 @@
 #include <cstdio>
 #include <vector>
 
+#include <optional>
+
 #include "gen.h"
 #include "kvlens/arith_overthink.h"
+#include "kvlens/error.h"
+#include "kvlens/model.h"
+#include "kvlens/sequence.h"
 
 namespace kvlens::train {
 
@@ -62,92 +67,138 @@ bool OverthinkReport::all_gates_pass() const {
     return ok;
 }
 
-OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new,
-                                   std::ostream * jsonl, const std::function<void(int, int)> & progress) {
+namespace {
+
+// One problem's generations (always-fast, always-slow, forced before / after the first solution, the oracle's
+// search), on one sequence, and what the report and the JSONL take from them.
+struct OverthinkProblem {
+    int level = 0;
+    ArithProblem p;
+    GenOut fast, slow, fb, fa;
+    bool fc = false, sc = false, fbc = false, fac = false, fa_agree = false, oc = false;
+    int k_before = -1, k_after = 0, oracle_k = -1;
+    long ot = 0, ot_cons = 0;
+};
+
+OverthinkProblem solve_overthink(Sequence & seq, int l, int i, uint64_t seed, int max_new) {
+    Model & m = seq.model();
+    auto tokenize = [&](const std::string & t) { return m.tokenize(t, /*add_special=*/false, /*parse_special=*/true); };
+    const int close_tokens = int(tokenize(kArithThinkClose).size());
+    OverthinkProblem x;
+    x.level = l;
+    x.p = arith_generate(l, kArithEvalSeedBit | (seed * 1000000 + uint64_t(l) * 100000 + i));
+    const ArithProblem & p = x.p;
+    const std::string prompt = arith_chat_prompt(p);
+    x.fast = generate_greedy(seq, prompt + kArithQwen3FastPrefix, max_new);
+    x.slow = generate_greedy(seq, prompt + kArithSlowPrefix, max_new);
+    const GenOut &fast = x.fast, &slow = x.slow;
+    x.fc = arith_check(fast.text, p.answer);
+    x.sc = arith_check(slow.text, p.answer);
+    const std::vector<std::string> lines = think_lines(slow.text);
+    const int n_lines = int(lines.size());
+    const int first = std::min(n_lines, arith_first_solution_lines(p));
+    // forced "</think>" after the model's first k think lines
+    std::vector<int> line_tokens(n_lines);
+    for (int j = 0; j < n_lines; ++j) line_tokens[j] = int(tokenize(lines[j]).size());
+    auto forced = [&](int k) {
+        std::string fp = prompt + kArithSlowPrefix;
+        for (int j = 0; j < k; ++j) fp += lines[j];
+        return generate_greedy(seq, fp + kArithThinkClose, 24);
+    };
+    x.k_before = first > 0 ? i % first : -1;
+    x.k_after = first + i % (n_lines - first + 1);
+    if (x.k_before >= 0) x.fb = forced(x.k_before);
+    x.fa = forced(x.k_after);
+    x.fbc = x.k_before >= 0 && arith_check(x.fb.text, p.answer);
+    x.fac = arith_check(x.fa.text, p.answer);
+    const std::string first_answer = first > 0 ? arith_line_answer(lines[first - 1]) : "";
+    const auto fa_answer = arith_extract_answer(x.fa.text);
+    x.fa_agree = !first_answer.empty() && fa_answer && *fa_answer == first_answer;
+    // oracle
+    x.oc = x.fc;
+    x.ot = x.ot_cons = fast.n_tokens;
+    if (!x.fc) {
+        x.ot_cons = slow.n_tokens;
+        long kept = 0;
+        for (int k = 0; k <= n_lines; ++k) {
+            const GenOut g = k == x.k_before ? x.fb : k == x.k_after ? x.fa : forced(k);
+            if (arith_check(g.text, p.answer)) {
+                x.ot = x.ot_cons = std::min<long>(slow.n_tokens, kept + close_tokens + g.n_tokens);
+                x.oc = true;
+                x.oracle_k = k;
+                break;
+            }
+            if (k < n_lines) kept += line_tokens[k];
+        }
+        if (!x.oc && x.sc) x.ot = x.ot_cons = slow.n_tokens, x.oc = true;  // right only as the model closed it itself
+    }
+    return x;
+}
+
+void add_overthink(OverthinkReport & r, const OverthinkProblem & x, std::ostream * jsonl) {
+    const ArithProblem & p = x.p;
+    const GenOut &fast = x.fast, &slow = x.slow;
+    const int l = x.level;
+    const int label = paper_label(x.fc, fast.n_tokens, x.sc, r.short_cutoff);
+    for (int s : {0, l}) {
+        OverthinkStats & st = r.level[s];
+        ++st.n;
+        st.fast_correct += x.fc;
+        st.slow_correct += x.sc;
+        st.ok_end += ot_ends_ok(fast) + ot_ends_ok(slow);
+        st.fast_tokens += fast.n_tokens;
+        st.slow_tokens += slow.n_tokens;
+        st.rounds += arith_count_rechecks(slow.text);
+        if (x.k_before >= 0) { ++st.forced_before_n; st.forced_before_correct += x.fbc; }
+        ++st.forced_after_n;
+        st.forced_after_correct += x.fac;
+        st.forced_after_agree += x.fa_agree;
+        st.oracle_correct += x.oc;
+        st.oracle_tokens += x.ot;
+        st.oracle_tokens_cons += x.ot_cons;
+        ++st.label[label == 0 ? 0 : label == 25 ? 1 : label == 75 ? 2 : 3];
+    }
+    if (jsonl) {
+        *jsonl << "{\"level\":" << l << ",\"question\":" << jsonl_str(p.question) << ",\"answer\":"
+               << jsonl_str(p.answer) << ",\"fast\":" << jsonl_str(fast.text) << ",\"fast_tokens\":"
+               << fast.n_tokens << ",\"fast_correct\":" << (x.fc ? "true" : "false") << ",\"slow\":"
+               << jsonl_str(slow.text) << ",\"slow_tokens\":" << slow.n_tokens << ",\"slow_correct\":"
+               << (x.sc ? "true" : "false") << ",\"rounds\":" << arith_count_rechecks(slow.text)
+               << ",\"forced_before_k\":" << x.k_before << ",\"forced_before\":" << jsonl_str(x.fb.text)
+               << ",\"forced_after_k\":" << x.k_after << ",\"forced_after\":" << jsonl_str(x.fa.text)
+               << ",\"oracle_k\":" << x.oracle_k << ",\"oracle_tokens\":" << x.ot << ",\"label\":" << label
+               << "}\n";
+    }
+}
+
+}  // namespace
+
+OverthinkReport evaluate_overthink(std::shared_ptr<Model> model, const EngineParams & ep, int per_level,
+                                   uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
+                                   const std::function<void(int, int)> & progress) {
+    if (ep.n_parallel < 1) throw Error("-np must be >= 1 (problems decoded together)");
     OverthinkReport r;
     r.short_cutoff = short_cutoff;
-    const int close_tokens = int(gen.tokenize(kArithThinkClose).size());
-    int done = 0;
-    const int total = per_level * (kArithMaxLevel - kArithMinLevel + 1);
-    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
-        for (int i = 0; i < per_level; ++i) {
-            const ArithProblem p = arith_generate(l, kArithEvalSeedBit | (seed * 1000000 + uint64_t(l) * 100000 + i));
-            const std::string prompt = arith_chat_prompt(p);
-            const GenOut fast = gen.generate(prompt + kArithQwen3FastPrefix, max_new);
-            const GenOut slow = gen.generate(prompt + kArithSlowPrefix, max_new);
-            const bool fc = arith_check(fast.text, p.answer), sc = arith_check(slow.text, p.answer);
-            const std::vector<std::string> lines = think_lines(slow.text);
-            const int n_lines = int(lines.size());
-            const int first = std::min(n_lines, arith_first_solution_lines(p));
-            // forced "</think>" after the model's first k think lines
-            std::vector<int> line_tokens(n_lines);
-            for (int j = 0; j < n_lines; ++j) line_tokens[j] = int(gen.tokenize(lines[j]).size());
-            auto forced = [&](int k) {
-                std::string fp = prompt + kArithSlowPrefix;
-                for (int j = 0; j < k; ++j) fp += lines[j];
-                return gen.generate(fp + kArithThinkClose, 24);
-            };
-            const int k_before = first > 0 ? i % first : -1;
-            const int k_after = first + i % (n_lines - first + 1);
-            const GenOut fb = k_before >= 0 ? forced(k_before) : GenOut{};
-            const GenOut fa = forced(k_after);
-            const bool fbc = k_before >= 0 && arith_check(fb.text, p.answer), fac = arith_check(fa.text, p.answer);
-            const std::string first_answer = first > 0 ? arith_line_answer(lines[first - 1]) : "";
-            const auto fa_answer = arith_extract_answer(fa.text);
-            const bool fa_agree = !first_answer.empty() && fa_answer && *fa_answer == first_answer;
-            // oracle
-            bool oc = fc;
-            long ot = fast.n_tokens, ot_cons = fast.n_tokens;
-            int oracle_k = -1;
-            if (!fc) {
-                ot_cons = slow.n_tokens;
-                long kept = 0;
-                for (int k = 0; k <= n_lines; ++k) {
-                    const GenOut g = k == k_before ? fb : k == k_after ? fa : forced(k);
-                    if (arith_check(g.text, p.answer)) {
-                        ot = ot_cons = std::min<long>(slow.n_tokens, kept + close_tokens + g.n_tokens);
-                        oc = true;
-                        oracle_k = k;
-                        break;
-                    }
-                    if (k < n_lines) kept += line_tokens[k];
-                }
-                if (!oc && sc) ot = ot_cons = slow.n_tokens, oc = true;  // right only as the model closed it itself
-            }
-            const int label = paper_label(fc, fast.n_tokens, sc, short_cutoff);
-            for (int s : {0, l}) {
-                OverthinkStats & st = r.level[s];
-                ++st.n;
-                st.fast_correct += fc;
-                st.slow_correct += sc;
-                st.ok_end += ot_ends_ok(fast) + ot_ends_ok(slow);
-                st.fast_tokens += fast.n_tokens;
-                st.slow_tokens += slow.n_tokens;
-                st.rounds += arith_count_rechecks(slow.text);
-                if (k_before >= 0) { ++st.forced_before_n; st.forced_before_correct += fbc; }
-                ++st.forced_after_n;
-                st.forced_after_correct += fac;
-                st.forced_after_agree += fa_agree;
-                st.oracle_correct += oc;
-                st.oracle_tokens += ot;
-                st.oracle_tokens_cons += ot_cons;
-                ++st.label[label == 0 ? 0 : label == 25 ? 1 : label == 75 ? 2 : 3];
-            }
-            if (jsonl) {
-                *jsonl << "{\"level\":" << l << ",\"question\":" << jsonl_str(p.question) << ",\"answer\":"
-                       << jsonl_str(p.answer) << ",\"fast\":" << jsonl_str(fast.text) << ",\"fast_tokens\":"
-                       << fast.n_tokens << ",\"fast_correct\":" << (fc ? "true" : "false") << ",\"slow\":"
-                       << jsonl_str(slow.text) << ",\"slow_tokens\":" << slow.n_tokens << ",\"slow_correct\":"
-                       << (sc ? "true" : "false") << ",\"rounds\":" << arith_count_rechecks(slow.text)
-                       << ",\"forced_before_k\":" << k_before << ",\"forced_before\":" << jsonl_str(fb.text)
-                       << ",\"forced_after_k\":" << k_after << ",\"forced_after\":" << jsonl_str(fa.text)
-                       << ",\"oracle_k\":" << oracle_k << ",\"oracle_tokens\":" << ot << ",\"label\":" << label
-                       << "}\n";
-            }
-            if (progress) progress(++done, total);
-        }
-    }
+    const int total = std::max(0, per_level) * (kArithMaxLevel - kArithMinLevel + 1);
+    // problem j: level kArithMinLevel + j / per_level, index j % per_level (the order of the report and the JSONL)
+    std::vector<std::optional<OverthinkProblem>> results(total);
+    run_sequences(
+        std::move(model), ep, SamplingParams{}, TapSpec{}, total,
+        [&](int j, Sequence & seq) {
+            results[j] = solve_overthink(seq, kArithMinLevel + j / per_level, j % per_level, seed, max_new);
+        },
+        [&](int j) {
+            add_overthink(r, *results[j], jsonl);
+            results[j].reset();
+            if (progress) progress(j + 1, total);
+        });
     return r;
+}
+
+OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new,
+                                   std::ostream * jsonl, const std::function<void(int, int)> & progress) {
+    return evaluate_overthink(gen.model(), EngineParams{gen.session_params(), 1}, per_level, seed, short_cutoff,
+                              max_new, jsonl, progress);
 }
 
 std::string format_overthink_report(const OverthinkReport & r, const std::string & model, int per_level,

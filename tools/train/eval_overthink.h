@@ -3,10 +3,12 @@
 // before and after the model's first complete solution, the oracle router, and the issue-13 gates.
 #pragma once
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 
 #include "kvlens/arith.h"
+#include "kvlens/engine.h"
 
 namespace kvlens::train {
 
@@ -40,7 +42,12 @@ struct OverthinkReport {
 // Oracle: the fast answer when it is right, else the model's own think closed at its earliest line boundary whose
 // forced answer is right (tokens: the think lines kept, the forced "</think>\n\n", the answer); when no answer
 // is right, the fast one (the cheapest; oracle_tokens_cons counts the whole slow answer instead). Forced text counts
-// as generated.
+// as generated. ep.n_parallel (-np) problems are decoded together (run_sequences; ep: eval_engine_params); the report,
+// the JSONL and progress(done, total) come in problem order, the same for any -np.
+OverthinkReport evaluate_overthink(std::shared_ptr<Model> model, const EngineParams & ep, int per_level,
+                                   uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
+                                   const std::function<void(int, int)> & progress);
+// The same, one problem at a time, with the generator's model and settings.
 OverthinkReport evaluate_overthink(Generator & gen, int per_level, uint64_t seed, int short_cutoff, int max_new,
                                    std::ostream * jsonl, const std::function<void(int, int)> & progress);
 std::string format_overthink_report(const OverthinkReport & r, const std::string & model, int per_level,

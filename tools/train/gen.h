@@ -1,13 +1,17 @@
-// Greedy generation on kvlens's Session (the reasoner's evaluation and its model test): f32 cache, no flash
-// attention, so logits match the training graph's.
+// Greedy generation for the reasoner's evaluation and its model test, on any kvlens Sequence (a Session, or one of
+// -np sequences of an Engine through run_sequences): f32 cache, no flash attention, so logits match the training
+// graph's.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kvlens/engine.h"
+
 namespace kvlens {
 class Model;
+class Sequence;
 class Session;
 }  // namespace kvlens
 
@@ -18,6 +22,15 @@ struct GenOut {
     int n_tokens = 0;     // generated tokens, the end-of-turn token included
     bool hit_eog = false;
 };
+
+// Clears the sequence, evaluates the prompt (tokenized whole, specials parsed), then generates greedily — the
+// first maximum of the raw logits — until end-of-generation or max_new tokens (the last one is not evaluated).
+GenOut generate_greedy(Sequence & seq, const std::string & prompt, int max_new);
+
+// The session settings of the evaluation: n_ctx tokens per sequence, f32 K/V cache, flash attention off.
+SessionParams eval_session_params(int threads, int n_ctx);
+// ... for n_parallel sequences of n_ctx tokens each (-c is the whole cache: n_ctx * n_parallel).
+EngineParams eval_engine_params(int threads, int n_ctx, int n_parallel);
 
 class Generator {
 public:
@@ -33,8 +46,12 @@ public:
     std::vector<float> logits_all(const std::vector<int32_t> & tokens);
     int n_vocab() const;
 
+    const std::shared_ptr<Model> & model() const { return model_; }
+    const SessionParams & session_params() const { return params_; }
+
 private:
     std::shared_ptr<Model> model_;
+    SessionParams params_;
     std::unique_ptr<Session> session_;
 };
 

@@ -1,6 +1,7 @@
 // kvlens-train — the embedded reasoner's recipe and evaluation.
 //   kvlens-train train [--out models/kvlens-reasoner.gguf] [--ckpt models/ckpt] [--steps N] [--minutes M] ...
 //   kvlens-train eval  [--model models/kvlens-reasoner.gguf] [--per-level N] [--seed S] [--cutoff C] [--jsonl F]
+//                      [-np N]
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 
 #include "check.h"
 #include "data.h"
+#include "eval_core.h"
 #include "gen.h"
 #include "kvlens/arith.h"
 #include "kvlens/arith_overthink.h"
@@ -32,7 +34,8 @@ static void usage() {
                  "                          [--mix FAST,SLOW,CUT] [--rehearse SHARE (overthink: classic texts mixed in)]\n"
                  "                          [--host-adamw] [--anchor L2SP] [--grow-layers K] [--train-layers FROM]\n"
                  "       kvlens-train eval  [--model F] [--per-level N] [--seed S] [--cutoff C] [--threads N]\n"
-                 "                          [--jsonl F] [--profile auto|classic|overthink] [--max-new N]\n");
+                 "                          [--jsonl F] [--profile auto|classic|overthink] [--max-new N]\n"
+                 "                          [-np|--parallel N (problems decoded together; default 1)]\n");
 }
 
 int main(int argc, char ** argv) {
@@ -102,6 +105,15 @@ int main(int argc, char ** argv) {
             else if (k == "--per-level") ea.per_level = std::stoi(next());
             else if (k == "--cutoff") ea.short_cutoff = std::stoi(next());
             else if (k == "--jsonl") ea.jsonl = next();
+            else if (k == "-np" || k == "--parallel") {
+                const std::string v = next();
+                size_t used = 0;
+                long n = 0;
+                try { n = std::stol(v, &used); } catch (const std::exception &) { used = 0; }
+                if (used == 0 || used != v.size() || n < 1 || n > 256)
+                    throw kvlens::Error(k + " must be a whole number from 1 to 256 (problems decoded together), got '" + v + "'");
+                ea.n_parallel = int(n);
+            }
             else throw kvlens::Error("unknown option " + k);
         }
         if (cmd == "train") {

@@ -78,8 +78,10 @@ struct EvalArgs {
     int max_new = 0;     // 0: the model's context minus the longest prompt (the classic model: 160 suffices)
     std::string jsonl;   // optional per-problem records
     std::string profile = "auto";  // classic | overthink | auto (overthink when the model carries Qwen3's template)
+    int n_parallel = 1;  // -np/--parallel: problems decoded together (the same report and JSONL for any value)
 };
 
+// kvlens::Error for a.n_parallel < 1.
 int run_eval(const EvalArgs & a);
 
 }  // namespace kvlens::train
