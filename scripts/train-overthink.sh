@@ -16,7 +16,7 @@ OUT="${KVLENS_OVERTHINK_OUT:-models/kvlens-reasoner-overthink.gguf}"
 BASE=models/kvlens-reasoner.gguf  # the committed model the fine-tune starts from (at step 0 only)
 mkdir -p "$CK"
 echo "train-overthink: $(date -u +%FT%TZ) checkpoints in $CK, model to $OUT" >&2
-"$T" train --profile overthink --init-from "$BASE" --ctx 768 --row 600 --batch 3 \
+"$T" train --profile overthink --init-from "$BASE" --ctx 768 --row 640 --batch 3 \
   --ckpt "$CK" --out "$OUT" --steps 4000 --lr 3e-5 --warmup 300 --rewarm 300 \
   --spike-guard 1.8 --ckpt-minutes 5 --val-every 250 --val-per-level 16 --rehearse 0.3 --threads 2
 echo "train-overthink: wrote $OUT; evaluate with: $T eval --model $OUT --per-level 200 --seed 0" >&2

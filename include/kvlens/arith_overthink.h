@@ -4,10 +4,10 @@
 // The assistant turn after "<|im_start|>assistant\n" (the prompt of arith_chat_prompt):
 //   fast: "<think>\n\n</think>\n\n" WORK ANSWER "<|im_end|>"
 //         Qwen3's real non-thinking prefix (its template with enable_thinking=false), then a brief worked
-//         answer as Qwen3's non-thinking answers have: one compact line of column sums, least significant first,
-//         "a+b[+c]+k=NN" joined by ';' (the same sub-expression as a scratchpad line, but with each digit looked
-//         up in the question itself), then the answer on its own line. For 4721+3856:
-//           "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n8577<|im_end|>"
+//         answer as Qwen3's non-thinking answers have: the first kArithFastWorkedLines (2) lines of the scratchpad,
+//         as a think writes them, then the answer on its own line — the columns beyond them are added without a
+//         line. For 4721+3856:
+//           "4721+3856|1+6+0=07;7...\n.472+.385|2+5+0=07;77..\n8577<|im_end|>"
 //   slow: "<think>\n" SOLUTION { ROUND(k) } "</think>\n\n" ANSWER "<|im_end|>"
 //         SOLUTION is the scratchpad of arith_trace_steps (the first complete solution); then
 //         arith_recheck_rounds(level) re-check rounds, each one line: a marker "|LL|" (LL rounds left,
@@ -28,8 +28,10 @@
 namespace kvlens {
 
 extern const char * const kArithQwen3FastPrefix;  // "<think>\n\n</think>\n\n"
+// Scratchpad lines a fast answer writes before its answer (levels 1-2 are then fully worked, 3-5 are not).
+constexpr int kArithFastWorkedLines = 2;
 
-// Re-check rounds after the first solution, by level: 75, 61, 51, 42, 39. Throws for an unknown level.
+// Re-check rounds after the first solution, by level: 82, 67, 56, 46, 43. Throws for an unknown level.
 int arith_recheck_rounds(int level);
 // "|LL|" with LL = rounds - round + 1 (two digits), the head of a re-check line. Throws unless 1 <= round <= rounds <= 99.
 std::string arith_recheck_marker(int round, int rounds);
@@ -38,7 +40,7 @@ std::string arith_recheck_line(const ArithProblem & p, int round, int rounds);
 // True when a think line is a re-check round.
 bool arith_is_recheck_marker(const std::string & line);
 
-// The fast answer's worked line: "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n".
+// The fast answer's worked lines: the first kArithFastWorkedLines scratchpad lines (all of them on levels 1-2).
 std::string arith_fast_work(const ArithProblem & p);
 // Every line of the slow think, each ending with '\n': the first solution's lines, then one line per round. rounds < 0: arith_recheck_rounds(level); otherwise that many (the fine-tune's length
 // curriculum starts with fewer rounds; the markers then count to that number).

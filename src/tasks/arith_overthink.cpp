@@ -17,7 +17,7 @@ std::string two_digits(int v) { return std::string(1, char('0' + v / 10)) + char
 
 int arith_recheck_rounds(int level) {
     arith_level_digits(level);  // throws for an unknown level
-    static const int rounds[] = {75, 61, 51, 42, 39};
+    static const int rounds[] = {82, 67, 56, 46, 43};
     return rounds[level - 1];
 }
 
@@ -38,14 +38,12 @@ std::string arith_recheck_line(const ArithProblem & p, int round, int rounds) {
 bool arith_is_recheck_marker(const std::string & line) { return line.rfind(kMarkerHead, 0) == 0; }
 
 std::string arith_fast_work(const ArithProblem & p) {
-    // the '|'-to-';' middle of each scratchpad line ("a+b+k=NN"), joined by ';'
+    // the first kArithFastWorkedLines lines of the scratchpad, written as the think writes them; the columns beyond
+    // them are added without a line (a brief answer skips steps)
+    const std::vector<std::string> steps = arith_trace_steps(p);
     std::string w;
-    for (const std::string & line : arith_trace_steps(p)) {
-        const size_t a = line.find('|'), b = line.find(';');
-        if (!w.empty()) w += ';';
-        w += line.substr(a + 1, b - a - 1);
-    }
-    return w + "\n";
+    for (size_t i = 0; i < steps.size() && int(i) < kArithFastWorkedLines; ++i) w += steps[i];
+    return w;
 }
 
 int arith_first_solution_lines(const ArithProblem & p) { return int(arith_trace_steps(p).size()); }

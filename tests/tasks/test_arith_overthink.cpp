@@ -1,6 +1,8 @@
 // Model-free tests of the overthinking profile's texts (kvlens/arith_overthink.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvlens/arith_overthink.h"
 #include "kvlens/error.h"
 
@@ -20,19 +22,22 @@ TEST(ArithOverthink, FastPrefixIsQwen3s) {
     EXPECT_STREQ(kArithQwen3FastPrefix, "<think>\n\n</think>\n\n");
 }
 
-TEST(ArithOverthink, FastAnswerHasOneWorkedLine) {
+TEST(ArithOverthink, FastAnswerWorksTheFirstTwoColumns) {
     const ArithProblem p = problem_4721_3856();
-    EXPECT_EQ(arith_fast_work(p), "1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n");
+    EXPECT_EQ(arith_fast_work(p), "4721+3856|1+6+0=07;7...\n.472+.385|2+5+0=07;77..\n");
     const std::string t = arith_overthink_fast_text(p);
-    EXPECT_EQ(t, "<think>\n\n</think>\n\n1+6+0=07;2+5+0=07;7+8+0=15;4+3+1=08\n8577<|im_end|>");
+    EXPECT_EQ(t, "<think>\n\n</think>\n\n4721+3856|1+6+0=07;7...\n.472+.385|2+5+0=07;77..\n8577<|im_end|>");
     EXPECT_EQ(arith_extract_answer(t).value(), "8577");
     EXPECT_TRUE(arith_check(t, "8577"));
-    // level 5: three digits and the carry per column
-    const ArithProblem q = arith_generate(5, 11);
-    const std::string w = arith_fast_work(q);
-    EXPECT_EQ(std::count(w.begin(), w.end(), ';'), 3);
-    EXPECT_EQ(w.find('='), std::string("1+6+2+0").size());
-    EXPECT_TRUE(arith_check(arith_overthink_fast_text(q), q.answer));
+    // levels 1-2: every scratchpad line (fully worked); level 5: two of four
+    for (int l = kArithMinLevel; l <= kArithMaxLevel; ++l) {
+        const ArithProblem q = arith_generate(l, 11);
+        const std::string w = arith_fast_work(q);
+        const int lines = int(std::count(w.begin(), w.end(), '\n'));
+        EXPECT_EQ(lines, std::min(2, arith_first_solution_lines(q))) << l;
+        EXPECT_EQ(w, arith_trace_steps(q)[0] + (lines > 1 ? arith_trace_steps(q)[1] : "")) << l;
+        EXPECT_TRUE(arith_check(arith_overthink_fast_text(q), q.answer)) << l;
+    }
 }
 
 TEST(ArithOverthink, MoreRoundsOnEasierLevels) {
@@ -71,7 +76,7 @@ TEST(ArithOverthink, SlowThinkIsSolutionThenRechecks) {
     }
     const std::string slow = arith_overthink_slow_text(p);
     EXPECT_EQ(slow.rfind("<think>\n", 0), 0u);
-    EXPECT_NE(slow.find("...4+...3|4+3+1=08;8577\n|42|8577\n|41|8577\n"), std::string::npos);
+    EXPECT_NE(slow.find("...4+...3|4+3+1=08;8577\n|46|8577\n|45|8577\n"), std::string::npos);
     EXPECT_NE(slow.find("|01|8577\n</think>\n\n8577<|im_end|>"), std::string::npos);
     EXPECT_EQ(arith_count_rechecks(slow), n);
     EXPECT_EQ(arith_extract_answer(slow).value(), "8577");

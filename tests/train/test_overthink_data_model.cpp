@@ -93,7 +93,7 @@ TEST(OverthinkData, CurriculumGrowsTheRounds) {
         max_early = std::max(max_early, arith_count_rechecks(split(tok, early).first));
         max_late = std::max(max_late, arith_count_rechecks(split(tok, late).first));
         modes.insert(late.mode);
-        EXPECT_LE(late.tokens.size(), 600u);  // scripts/train-overthink.sh: --row 600
+        EXPECT_LE(late.tokens.size(), 640u);  // scripts/train-overthink.sh: --row 640
     }
     EXPECT_EQ(max_early, 1);
     EXPECT_EQ(max_late, arith_recheck_rounds(1));
