@@ -7,22 +7,14 @@
 using namespace kvlens;
 
 namespace {
-ForcedAnswer cut(int at, bool ok, int tokens, double maxprob) {
-    ForcedAnswer f;
-    f.at = at;
-    f.correct = ok;
-    f.answer_tokens = tokens;
-    f.maxprob = maxprob;
-    return f;
-}
 StudyRun run(double tokens, bool ok) { return StudyRun{tokens, tokens, ok}; }
 
 // Problem A: fast right (10 tokens). B: fast wrong, the think is right from its cut at 40 on (slow 400 tokens).
 // C: fast wrong, slow wrong, every forced answer wrong.
 std::vector<StudyProblem> three() {
-    StudyProblem a{1, run(10, true), run(300, true), {cut(0, false, 5, 0.2), cut(20, true, 5, 0.95), cut(60, true, 5, 0.99)}};
-    StudyProblem b{3, run(30, false), run(400, true), {cut(0, false, 5, 0.3), cut(20, false, 6, 0.5), cut(40, true, 6, 0.9), cut(80, true, 6, 0.97)}};
-    StudyProblem c{5, run(50, false), run(500, false), {cut(0, false, 7, 0.1), cut(100, false, 7, 0.6)}};
+    StudyProblem a{1, run(10, true), run(300, true), {ForcedAnswer{0, false, 5, 0.2}, ForcedAnswer{20, true, 5, 0.95}, ForcedAnswer{60, true, 5, 0.99}}};
+    StudyProblem b{3, run(30, false), run(400, true), {ForcedAnswer{0, false, 5, 0.3}, ForcedAnswer{20, false, 6, 0.5}, ForcedAnswer{40, true, 6, 0.9}, ForcedAnswer{80, true, 6, 0.97}}};
+    StudyProblem c{5, run(50, false), run(500, false), {ForcedAnswer{0, false, 7, 0.1}, ForcedAnswer{100, false, 7, 0.6}}};
     return {a, b, c};
 }
 }  // namespace

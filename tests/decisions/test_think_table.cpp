@@ -25,14 +25,6 @@ ThinkRun run(ThinkMode first, int tokens, bool ok, double score = NAN, int switc
     return x;
 }
 
-ForcedAnswer cut(int at, bool ok, int tokens, double maxprob) {
-    ForcedAnswer f;
-    f.at = at;
-    f.correct = ok;
-    f.answer_tokens = tokens;
-    f.maxprob = maxprob;
-    return f;
-}
 
 const ThinkMode F = ThinkMode::Fast, S = ThinkMode::Slow;
 
@@ -61,10 +53,10 @@ std::vector<ThinkTableItem> four() {
             for (double d : {10.0, 20.0}) x.sweep[{m, d}] = run(m ? S : F, 100 * (i + 1) + 50 * m + int(d), m == 0);
     }
     // forced answers: P2's think is right from 30 on; P3's never
-    v[0].cuts = {cut(0, false, 3, 0.5), cut(20, true, 3, 0.95)};
-    v[1].cuts = {cut(0, false, 5, 0.4), cut(30, true, 5, 0.6)};
-    v[2].cuts = {cut(0, false, 5, 0.3)};
-    v[3].cuts = {cut(0, false, 4, 0.2)};
+    v[0].cuts = {ForcedAnswer{0, false, 3, 0.5}, ForcedAnswer{20, true, 3, 0.95}};
+    v[1].cuts = {ForcedAnswer{0, false, 5, 0.4}, ForcedAnswer{30, true, 5, 0.6}};
+    v[2].cuts = {ForcedAnswer{0, false, 5, 0.3}};
+    v[3].cuts = {ForcedAnswer{0, false, 4, 0.2}};
     return v;
 }
 

@@ -110,22 +110,12 @@ void add_classic(EvalReport & r, const ClassicProblem & x, std::ostream * jsonl)
 
 EvalReport evaluate(std::shared_ptr<Model> model, const EngineParams & ep, int per_level, uint64_t seed,
                     int short_cutoff, int max_new, std::ostream * jsonl, const std::function<void(int, int)> & progress) {
-    if (ep.n_parallel < 1) throw Error("-np must be >= 1 (problems decoded together)");
     EvalReport r;
     r.short_cutoff = short_cutoff;
-    const int total = std::max(0, per_level) * (kArithMaxLevel - kArithMinLevel + 1);
-    // problem j: level kArithMinLevel + j / per_level, index j % per_level (the order of the report and the JSONL)
-    std::vector<std::optional<ClassicProblem>> results(total);
-    run_sequences(
-        std::move(model), ep, SamplingParams{}, TapSpec{}, total,
-        [&](int j, Sequence & seq) {
-            results[j] = solve_classic(seq, kArithMinLevel + j / per_level, j % per_level, seed, max_new);
-        },
-        [&](int j) {
-            add_classic(r, *results[j], jsonl);
-            results[j].reset();
-            if (progress) progress(j + 1, total);
-        });
+    for_each_problem<ClassicProblem>(
+        std::move(model), ep, per_level,
+        [&](Sequence & seq, int level, int i) { return solve_classic(seq, level, i, seed, max_new); },
+        [&](const ClassicProblem & x) { add_classic(r, x, jsonl); }, progress);
     return r;
 }
 

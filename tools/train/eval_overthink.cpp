@@ -176,22 +176,12 @@ void add_overthink(OverthinkReport & r, const OverthinkProblem & x, std::ostream
 OverthinkReport evaluate_overthink(std::shared_ptr<Model> model, const EngineParams & ep, int per_level,
                                    uint64_t seed, int short_cutoff, int max_new, std::ostream * jsonl,
                                    const std::function<void(int, int)> & progress) {
-    if (ep.n_parallel < 1) throw Error("-np must be >= 1 (problems decoded together)");
     OverthinkReport r;
     r.short_cutoff = short_cutoff;
-    const int total = std::max(0, per_level) * (kArithMaxLevel - kArithMinLevel + 1);
-    // problem j: level kArithMinLevel + j / per_level, index j % per_level (the order of the report and the JSONL)
-    std::vector<std::optional<OverthinkProblem>> results(total);
-    run_sequences(
-        std::move(model), ep, SamplingParams{}, TapSpec{}, total,
-        [&](int j, Sequence & seq) {
-            results[j] = solve_overthink(seq, kArithMinLevel + j / per_level, j % per_level, seed, max_new);
-        },
-        [&](int j) {
-            add_overthink(r, *results[j], jsonl);
-            results[j].reset();
-            if (progress) progress(j + 1, total);
-        });
+    for_each_problem<OverthinkProblem>(
+        std::move(model), ep, per_level,
+        [&](Sequence & seq, int level, int i) { return solve_overthink(seq, level, i, seed, max_new); },
+        [&](const OverthinkProblem & x) { add_overthink(r, x, jsonl); }, progress);
     return r;
 }
 

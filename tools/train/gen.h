@@ -2,12 +2,18 @@
 // -np sequences of an Engine through run_sequences): f32 cache, no flash attention, so logits match the training
 // graph's.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "kvlens/arith.h"
 #include "kvlens/engine.h"
+#include "kvlens/error.h"
+#include "kvlens/sequence.h"
 
 namespace kvlens {
 class Model;
@@ -31,6 +37,25 @@ GenOut generate_greedy(Sequence & seq, const std::string & prompt, int max_new);
 SessionParams eval_session_params(int threads, int n_ctx);
 // ... for n_parallel sequences of n_ctx tokens each (-c is the whole cache: n_ctx * n_parallel).
 EngineParams eval_engine_params(int threads, int n_ctx, int n_parallel);
+
+// Problem j of per_level problems per arith level (level kArithMinLevel + j / per_level, index j % per_level),
+// ep.n_parallel of them decoded together: solve(seq, level, index) makes problem j's result on its sequence,
+// add(result) takes them in problem order (the report, the JSONL), then progress(j + 1, total).
+template <class Result, class Solve, class Add>
+void for_each_problem(std::shared_ptr<Model> model, const EngineParams & ep, int per_level, Solve solve, Add add,
+                      const std::function<void(int, int)> & progress) {
+    if (ep.n_parallel < 1) throw Error("-np must be >= 1 (problems decoded together)");
+    const int total = std::max(0, per_level) * (kArithMaxLevel - kArithMinLevel + 1);
+    std::vector<std::optional<Result>> results(total);
+    run_sequences(
+        std::move(model), ep, SamplingParams{}, TapSpec{}, total,
+        [&](int j, Sequence & seq) { results[j] = solve(seq, kArithMinLevel + j / per_level, j % per_level); },
+        [&](int j) {
+            add(*results[j]);
+            results[j].reset();
+            if (progress) progress(j + 1, total);
+        });
+}
 
 class Generator {
 public:
