@@ -46,7 +46,11 @@ struct GenerateResult {
 // Softmax statistics of one distribution (temperature 1): p of the max, entropy in bits, log p of a token.
 struct SoftmaxStats {
     float maxprob, entropy_bits, logprob_of;
+    Token argmax = -1;  // the first maximum: the greedy token
+    float max_logit = 0;
+    double log_z = 0;   // log sum exp(logit - max_logit): logprob of token t = logits[t] - max_logit - log_z
 };
+// One vectorized pass over the vocabulary (of < 0: logprob_of is NaN).
 SoftmaxStats softmax_stats(const float * logits, int n_vocab, Token of);
 
 // Return false to stop generation after this token.

@@ -43,6 +43,7 @@ struct Engine::Impl {
         int n_past = 0;
         int out = -1;       // batch index of this slot's logits in the last decode
         bool last = false;  // finish once the pending tokens are evaluated
+        bool greedy = false;
     };
     std::vector<Slot> slots;
     llama_batch batch{};
@@ -252,6 +253,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                 sl.out = -1;
                 sl.last = false;
                 sl.smpl = make_sampler(j->sampling);
+                sl.greedy = j->sampling.temp <= 0;  // make_sampler's chain is then greedy alone
                 st.n_prompt_tokens += (long) sl.pending.size();
             }
             int n_active = 0;
@@ -377,16 +379,18 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                     apply(s, *pre, nullptr);
                     continue;
                 }
-                const Token t = llama_sampler_sample(sl.smpl, ctx_, idx);
+                const float * logits = llama_get_logits_ith(ctx_, idx);
+                const SoftmaxStats ss = softmax_stats(logits, n_vocab, -1);
+                // greedy: the first maximum, as llama.cpp's greedy sampler picks it, without its n_vocab candidates
+                const Token t = sl.greedy && ss.argmax >= 0 ? ss.argmax : llama_sampler_sample(sl.smpl, ctx_, idx);
                 ++st.n_sampled;
                 TokenEvent ev;
                 ev.id = t;
                 ev.piece = model_->piece(t, true);
                 ev.pos = sl.n_past;
-                ev.logits = llama_get_logits_ith(ctx_, idx);
+                ev.logits = logits;
                 ev.n_vocab = n_vocab;
-                const SoftmaxStats ss = softmax_stats(ev.logits, n_vocab, t);
-                ev.logprob = ss.logprob_of;
+                ev.logprob = (float) ((double) logits[t] - ss.max_logit - ss.log_z);
                 ev.maxprob = ss.maxprob;
                 ev.entropy = ss.entropy_bits;
                 apply(s, sl.job->on_token(ev), &t);
