@@ -33,6 +33,10 @@ namespace kvlens {
 struct EngineParams {
     SessionParams session;  // -c (whole cache), -b, -t, -fa, -ctk, -ctv (-ub is set to -b)
     int n_parallel = 1;     // -np: sequences decoded together
+    // llama-server's cache_prompt: a job with no tap consumers joins the free slot whose cache holds the longest
+    // prefix of its prompt (what that slot's last job left there) and evaluates only the rest (at least one token,
+    // for its logits). Off: every job starts from an empty sequence.
+    bool reuse_prefix = false;
 };
 
 // What a sequence does after a sampled token.
@@ -69,6 +73,7 @@ public:
 struct EngineStats {
     long n_decodes = 0, n_tokens = 0;   // llama_decode calls and tokens evaluated
     long n_prompt_tokens = 0, n_sampled = 0;
+    long n_prompt_reused = 0;           // prompt tokens found in a slot's cache (reuse_prefix), not evaluated
     int max_active = 0;                 // most sequences decoding at once
     double seconds = 0;
 };
@@ -109,6 +114,7 @@ private:
     struct llama_context * ctx_ = nullptr;
     TapSpec tap_;
     int n_par_ = 1, n_ctx_ = 0, n_ctx_seq_ = 0, n_batch_ = 0;
+    bool reuse_prefix_ = false;
     std::atomic<long> total_decodes_{0}, total_tokens_{0};
 };
 

@@ -44,6 +44,7 @@ struct Engine::Impl {
         int out = -1;       // batch index of this slot's logits in the last decode
         bool last = false;  // finish once the pending tokens are evaluated
         bool greedy = false;
+        std::vector<Token> cached;  // reuse_prefix: the tokens at positions 0.. of this slot's cache
     };
     std::vector<Slot> slots;
     llama_batch batch{};
@@ -99,6 +100,7 @@ Engine::Engine(std::shared_ptr<Model> model, const EngineParams & p) : model_(st
     if (p.n_parallel < 1) throw Error("-np must be >= 1 (sequences decoded together)");
     if (p.n_parallel > 256) throw Error("-np must be at most 256");
     n_par_ = p.n_parallel;
+    reuse_prefix_ = p.reuse_prefix;
     llama_context_params cp = engine::context_params(f, p.session, n_ctx_);
     n_ctx_seq_ = n_ctx_ / n_par_;
     if (n_ctx_seq_ < 2)
@@ -186,7 +188,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
         SeqJob * j = sl.job;
         sl.job = nullptr;
         j->on_finish(context);
-        llama_memory_seq_rm(mem, s, -1, -1);
+        if (!reuse_prefix_) llama_memory_seq_rm(mem, s, -1, -1);  // else kept for the next job's prefix
         llama_sampler_free(sl.smpl);
         sl.smpl = nullptr;
         sl.pending.clear();
@@ -203,6 +205,8 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
             sl.smpl = nullptr;
             sl.pending.clear();
         }
+        for (Slot & sl : im.slots) sl.cached.clear();
+        if (reuse_prefix_) llama_memory_clear(mem, true);
     };
     // what a job said after an evaluation (sampled: the token just sampled, or null from on_evaluated)
     auto apply = [&](int s, const SeqStep & step, const Token * sampled) {
@@ -215,6 +219,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
             if (step.rewind_to > sl.n_past) throw Error("cannot rewind to position " + std::to_string(step.rewind_to));
             llama_memory_seq_rm(mem, s, step.rewind_to, -1);
             sl.n_past = step.rewind_to;
+            if (reuse_prefix_) sl.cached.resize(step.rewind_to);
             for (TapConsumer * c : sl.job->consumers) c->on_rewind(step.rewind_to);
         }
         sl.pending.clear();
@@ -229,32 +234,53 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
     try {
         while (true) {
             // every free slot asks for a job at every step (a server's queue fills while others decode)
-            for (int s = 0; s < n_par_; ++s) {
-                Slot & sl = im.slots[s];
-                if (sl.job) continue;
+            for (;;) {
+                int s = 0;
+                while (s < n_par_ && im.slots[s].job) ++s;
+                if (s == n_par_) break;
                 SeqJob * j = next();
                 if (!j) break;
+                // reuse_prefix: the prompt first (a program subscribes its consumers before its first eval), then the
+                // slot; a job that taps gets an empty sequence, so its consumers see every row
+                std::vector<Token> p;
+                if (reuse_prefix_) p = j->prompt();
+                const bool reuse = reuse_prefix_ && j->consumers.empty();
+                auto common = [&](const std::vector<Token> & c) {
+                    size_t n = 0;
+                    while (n < c.size() && n + 1 < p.size() && c[n] == p[n]) ++n;  // one token left for the logits
+                    return (int) n;
+                };
+                if (reuse)  // the free slot whose cache holds the longest prefix of the prompt
+                    for (int t = s + 1; t < n_par_; ++t)
+                        if (!im.slots[t].job && common(im.slots[t].cached) > common(im.slots[s].cached)) s = t;
+                Slot & sl = im.slots[s];
                 sl.job = j;
                 j->on_join(s);
-                sl.pending = j->prompt();
-                if (sl.pending.empty()) {  // nothing to do: the slot is free again
+                if (!reuse_prefix_) p = j->prompt();
+                if (p.empty()) {  // nothing to do: the slot is free again
                     sl.job = nullptr;
                     j->on_finish(false);
-                    --s;
                     continue;
                 }
-                check_ids(sl.pending);
-                if ((int) sl.pending.size() >= n_ctx_seq_)
-                    throw Error("a prompt of " + std::to_string(sl.pending.size()) + " tokens leaves no room in a sequence's " +
+                check_ids(p);
+                if ((int) p.size() >= n_ctx_seq_)
+                    throw Error("a prompt of " + std::to_string(p.size()) + " tokens leaves no room in a sequence's " +
                                 std::to_string(n_ctx_seq_) + " tokens (-c " + std::to_string(n_ctx_) + " / -np " +
                                 std::to_string(n_par_) + ")");
-                sl.off = 0;
-                sl.n_past = 0;
+                const int keep = reuse ? common(sl.cached) : 0;
+                if (reuse_prefix_) {
+                    llama_memory_seq_rm(mem, s, keep, -1);
+                    sl.cached.resize(keep);
+                }
+                sl.pending = std::move(p);
+                sl.off = keep;
+                sl.n_past = keep;
                 sl.out = -1;
                 sl.last = false;
                 sl.smpl = make_sampler(j->sampling);
                 sl.greedy = j->sampling.temp <= 0;  // make_sampler's chain is then greedy alone
-                st.n_prompt_tokens += (long) sl.pending.size();
+                st.n_prompt_tokens += (long) sl.pending.size() - keep;
+                st.n_prompt_reused += keep;
             }
             int n_active = 0;
             for (auto & sl : im.slots) n_active += sl.job != nullptr;
@@ -295,6 +321,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                     im.tok_slot.push_back(s);
                     im.tok_pos.push_back(sl.n_past + i);
                 }
+                if (reuse_prefix_) sl.cached.insert(sl.cached.end(), sl.pending.begin() + sl.off, sl.pending.begin() + sl.off + take[s]);
                 sl.off += take[s];
                 sl.n_past += take[s];
                 sl.out = sl.off == sl.pending.size() ? b.n_tokens - 1 : -1;

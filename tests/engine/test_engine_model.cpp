@@ -233,6 +233,75 @@ TEST_P(EngineTest, EightSequencesEqualTheirSoloRuns) { eight_sequences(m_, true)
 
 TEST_P(EngineTest, EightSequencesOnPerSequenceCachesEqualTheirSoloRuns) { eight_sequences(m_, false); }
 
+// reuse_prefix (kvlens serve's prompt caching): jobs without consumers join the slot whose cache holds the longest
+// prefix of their prompt and evaluate only the rest; a job that taps starts empty and sees every row. Greedy tokens
+// equal the solo runs either way (f32 cache), and the reused tokens are counted.
+TEST_P(EngineTest, ReusedPromptPrefixesGiveTheSoloTokens) {
+    SessionParams sp;
+    sp.n_ctx = 1024;
+    sp.n_batch = sp.n_ubatch = 16;
+    sp.n_threads = 1;
+    sp.flash_attn = "off";
+    sp.cache_type_k = sp.cache_type_v = "f32";
+    const std::vector<Token> a = m_->tokenize("The KV cache is a free representation.", true);
+    std::vector<Token> a_more = a;
+    for (Token t : m_->tokenize(" It is kept anyway.", false)) a_more.push_back(t);
+    const std::vector<Token> b = m_->tokenize("Once upon a time", true);
+    // the same cap everywhere, so each wave leaves together. Wave 1: a, b fill the two slots. Wave 2 (no consumers):
+    // a + more finds all of a in slot 0, b all but its last token in slot 1. Wave 3: a finds all but its last
+    // token in slot 0; b with a consumer starts empty in slot 1.
+    std::vector<std::vector<Token>> prompts = {a, b, a_more, b, a, b};
+    std::vector<std::unique_ptr<Job>> jobs;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        auto j = std::make_unique<Job>();
+        j->plan.prompt = prompts[i];
+        j->plan.cap = 6;
+        if (i == 5) j->consumers = {&j->rows};
+        jobs.push_back(std::move(j));
+    }
+    EngineParams ep;
+    ep.session = sp;
+    ep.n_parallel = 2;
+    ep.reuse_prefix = true;
+    Engine e(m_, ep);
+    TapSpec spec;
+    spec.layers = {0, 1, 2};
+    e.set_tap(spec);
+    std::vector<SeqJob *> list;
+    for (auto & j : jobs) {
+        j->eng = &e;
+        list.push_back(j.get());
+    }
+    const EngineStats st = e.run(list);
+    EXPECT_EQ(st.n_prompt_reused, (long) a.size() + (long) (b.size() - 1) + (long) (a.size() - 1));
+    long total = 0;
+    for (auto & p : prompts) total += (long) p.size();
+    EXPECT_EQ(st.n_prompt_tokens + st.n_prompt_reused, total);
+    SessionParams solo = sp;
+    solo.n_ctx = e.n_ctx_seq();
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        Rows alone;
+        EXPECT_EQ(jobs[i]->out, run_alone(m_, solo, spec, jobs[i]->plan, alone)) << "tokens, job " << i;
+        if (i == 5) {  // it tapped: every row of its prompt came, none reused
+            expect_same_rows(jobs[i]->rows.k, alone.k, "K", (int) i);
+            EXPECT_EQ(jobs[i]->rows.dup, 0);
+        }
+    }
+    // off: nothing reused
+    EngineParams off = ep;
+    off.reuse_prefix = false;
+    Engine e2(m_, off);
+    for (auto & j : jobs) {
+        j->out.clear();
+        j->n = 0;
+        j->rows = Rows{};
+        j->eng = &e2;
+    }
+    const EngineStats st2 = e2.run(list);
+    EXPECT_EQ(st2.n_prompt_reused, 0);
+    EXPECT_EQ(st2.n_prompt_tokens, total);
+}
+
 TEST_P(EngineTest, ContextShareAndBadInput) {
     EngineParams ep;
     ep.session.n_ctx = 64;

@@ -404,6 +404,11 @@ static int cmd_serve(int argc, char ** argv) {
     app.add_option("--reasoning-budget-message", budget_message, "text written into the think before it is closed by the budget");
     bool no_conf = false;
     app.add_flag("--no-confidence", no_conf, "skip the KV-CoE confidence (taps only the classifier's layers)");
+    bool cache_prompt = true;
+    app.add_flag("--cache-prompt,!--no-cache-prompt", cache_prompt,
+                 "reuse a slot's cached prefix of the prompt (llama-server's prompt caching; requests that tap — a "
+                 "classifier window, the KV-CoE confidence — always start from an empty sequence)")
+        ->capture_default_str();
     int token_delay = 0;
     app.add_option("--token-delay-ms", token_delay, "testing: sleep this long after each generated chat token (real-time control, disconnects)");
     app.add_option("--fast-cap", P.fast_cap, "generated tokens cap in fast mode")->capture_default_str();
@@ -459,6 +464,7 @@ static int cmd_serve(int argc, char ** argv) {
         }
         S.cfg.fmt = cli::make_prompt_format(*S.cfg.model, pa);
         S.cfg.engine = cli::engine_params(a, S.cfg.model->facts(), n_parallel);
+        S.cfg.engine.reuse_prefix = cache_prompt;
         S.cfg.sampling = a.sampling;
         S.cfg.think = P;
         S.cfg.batch.n_threads = a.session.n_threads;
