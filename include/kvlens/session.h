@@ -33,6 +33,8 @@ struct SamplingParams {
     float top_p = 0.95f;
     uint32_t seed = 0xFFFFFFFF;  // LLAMA_DEFAULT_SEED: random
 };
+// The sampler is llama.cpp's greedy one alone (the first maximum of the logits).
+inline bool is_greedy(const SamplingParams & sp) { return sp.temp <= 0; }
 
 
 class Session : public Sequence {

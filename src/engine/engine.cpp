@@ -250,9 +250,12 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                     while (n < c.size() && n + 1 < p.size() && c[n] == p[n]) ++n;  // one token left for the logits
                     return (int) n;
                 };
-                if (reuse)  // the free slot whose cache holds the longest prefix of the prompt
+                if (reuse) {  // the free slot whose cache holds the longest prefix of the prompt
+                    int best = common(im.slots[s].cached);
                     for (int t = s + 1; t < n_par_; ++t)
-                        if (!im.slots[t].job && common(im.slots[t].cached) > common(im.slots[s].cached)) s = t;
+                        if (!im.slots[t].job)
+                            if (const int n = common(im.slots[t].cached); n > best) best = n, s = t;
+                }
                 Slot & sl = im.slots[s];
                 sl.job = j;
                 j->on_join(s);
@@ -278,7 +281,7 @@ EngineStats Engine::run(const std::function<SeqJob *()> & next) {
                 sl.out = -1;
                 sl.last = false;
                 sl.smpl = make_sampler(j->sampling);
-                sl.greedy = j->sampling.temp <= 0;  // make_sampler's chain is then greedy alone
+                sl.greedy = is_greedy(j->sampling);
                 st.n_prompt_tokens += (long) sl.pending.size() - keep;
                 st.n_prompt_reused += keep;
             }

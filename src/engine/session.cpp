@@ -151,7 +151,7 @@ llama_sampler * make_sampler(const SamplingParams & sp) {
     if (sp.top_k < 0) throw Error("--top-k must be >= 0");
     if (sp.top_p <= 0 || sp.top_p > 1) throw Error("--top-p must be in (0, 1]");
     llama_sampler * smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    if (sp.temp <= 0) {
+    if (is_greedy(sp)) {
         llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
     } else {
         if (sp.top_k > 0) llama_sampler_chain_add(smpl, llama_sampler_init_top_k(sp.top_k));

@@ -39,11 +39,8 @@ GenOut generate_greedy(Sequence & seq, const std::string & prompt, int max_new) 
     seq.clear();
     seq.eval(m.tokenize(prompt, /*add_special=*/false, /*parse_special=*/true));
     GenOut out;
-    const int nv = m.facts().n_vocab;
     for (int i = 0; i < max_new; ++i) {
-        seq.sample();  // hands over the last logits (an engine sequence has them only then); its pick is not used
-        const float * lg = seq.sampled_logits();
-        const Token best = Token(std::max_element(lg, lg + nv) - lg);  // greedy, first maximum
+        const Token best = seq.sample();  // the sequence's default sampler is greedy: the first maximum
         ++out.n_tokens;
         out.text += m.piece(best, /*special=*/true);
         if (m.is_eog(best)) {
